@@ -1,0 +1,1 @@
+"""The loss-configuration search platform: Optuna space, Ray Tune dispatch, MLflow tracking."""
