@@ -1,0 +1,176 @@
+"""Frame matrices → 300-frame sequences: the validation split, random minibatches, windowed scoring.
+
+Training draws sequences at random positions; scoring (validation, evaluate, detect) covers a
+file with windows of the same length, hop ``window // 2``, and blends overlapping windows'
+logits with triangular weights so every frame is scored near a window's centre. A frame's
+score depends only on the features of the windows that hold it, which is what lets `detect`
+stream long files block by block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class Example:
+    """One labelled file: features (T, D) float32, labels (T,) float32 0/1, mask (T,) bool."""
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Batch:
+    """A minibatch of sequences: features (B, T, D), labels (B, T), mask (B, T)."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    mask: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.features.to(device), self.labels.to(device), self.mask.to(device))
+
+
+def split_by_file(
+    examples: Sequence[Example], validation_fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Hold out ``validation_fraction`` of the files (at least one, never all), by seed."""
+    if len(examples) < 2:
+        raise ValueError(f"need at least 2 labelled files to hold some out, got {len(examples)}")
+    order = np.random.default_rng(seed).permutation(len(examples))
+    n_val = min(max(1, round(validation_fraction * len(examples))), len(examples) - 1)
+    held_out = set(order[:n_val].tolist())
+    train = [e for i, e in enumerate(examples) if i not in held_out]
+    validation = [e for i, e in enumerate(examples) if i in held_out]
+    return train, validation
+
+
+def random_batches(
+    examples: Sequence[Example],
+    n_sequences: int,
+    batch_size: int,
+    sequence_frames: int,
+    rng: np.random.Generator,
+) -> Iterator[Batch]:
+    """``n_sequences`` windows at random files (∝ length) and offsets, in minibatches.
+
+    Files shorter than a window are zero-padded with the padding masked out.
+    """
+    lengths = np.array([e.frames for e in examples], dtype=np.float64)
+    weights = lengths / lengths.sum()
+    for first in range(0, n_sequences, batch_size):
+        size = min(batch_size, n_sequences - first)
+        picks = rng.choice(len(examples), size=size, p=weights)
+        windows = []
+        for i in picks:
+            start = rng.integers(0, max(examples[i].frames - sequence_frames, 0) + 1)
+            windows.append(_window(examples[i], start, sequence_frames))
+        yield _stack(windows)
+
+
+def sequential_batches(
+    examples: Sequence[Example], batch_size: int, sequence_frames: int
+) -> Iterator[Batch]:
+    """Consecutive non-overlapping windows over every file (the last one padded, masked)."""
+    windows = [
+        _window(e, start, sequence_frames)
+        for e in examples
+        for start in range(0, e.frames, sequence_frames)
+    ]
+    for first in range(0, len(windows), batch_size):
+        yield _stack(windows[first : first + batch_size])
+
+
+def sequences_per_epoch(examples: Sequence[Example], sequence_frames: int) -> int:
+    """As many windows as the training frames hold: one pass over the data on average."""
+    return max(1, sum(e.frames for e in examples) // sequence_frames)
+
+
+def window_starts(n_frames: int, window: int) -> list[int]:
+    """Window starts covering ``n_frames``: hop ``window // 2``, the last aligned to the end."""
+    if n_frames <= window:
+        return [0]
+    hop = window // 2
+    starts = list(range(0, n_frames - window + 1, hop))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return starts
+
+
+def window_weights(length: int) -> np.ndarray:
+    """Triangular blending weights (positive everywhere, largest at the centre)."""
+    index = np.arange(length)
+    return np.minimum(index + 1, length - index).astype(np.float64)
+
+
+@torch.no_grad()
+def frame_logits(
+    model: nn.Module,
+    features: np.ndarray,
+    window: int,
+    device: torch.device | str = "cpu",
+    batch_windows: int = 64,
+) -> np.ndarray:
+    """Score every frame of one file (T, D) → logits (T,) float64 by blended windows."""
+    n_frames = len(features)
+    if n_frames == 0:
+        return np.zeros(0)
+    starts = window_starts(n_frames, window)
+    length = min(window, n_frames)
+    weights = window_weights(length)
+    total = np.zeros(n_frames)
+    norm = np.zeros(n_frames)
+    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    for first in range(0, len(starts), batch_windows):
+        chunk = starts[first : first + batch_windows]
+        batch = torch.stack([tensor[s : s + length] for s in chunk]).to(device)
+        logits = model(batch).double().cpu().numpy()
+        for start, row in zip(chunk, logits, strict=True):
+            total[start : start + length] += weights * row
+            norm[start : start + length] += weights
+    return total / norm
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Music probability of float64 logits (saturates only beyond |x| ≈ 37)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64)))
+
+
+def _window(example: Example, start: int, frames: int) -> tuple[np.ndarray, ...]:
+    stop = min(start + frames, example.frames)
+    pad = frames - (stop - start)
+    features = example.features[start:stop]
+    labels = example.labels[start:stop]
+    mask = example.mask[start:stop]
+    if pad:
+        features = np.pad(features, ((0, pad), (0, 0)))
+        labels = np.pad(labels, (0, pad))
+        mask = np.pad(mask, (0, pad))
+    return features, labels, mask
+
+
+def _stack(windows: list[tuple[np.ndarray, ...]]) -> Batch:
+    features, labels, mask = (np.stack(parts) for parts in zip(*windows, strict=True))
+    return Batch(
+        torch.from_numpy(features.astype(np.float32, copy=False)),
+        torch.from_numpy(labels.astype(np.float32, copy=False)),
+        torch.from_numpy(mask.astype(bool, copy=False)),
+    )
+
+
+def n_batches(n_sequences: int, batch_size: int) -> int:
+    """Minibatches an epoch of ``n_sequences`` takes."""
+    return math.ceil(n_sequences / batch_size)
