@@ -1,0 +1,103 @@
+"""`write_corpus`: a folder of synthetic programmes in the generic label format.
+
+Programme ``i`` of a corpus depends only on ``(seed, i)``, so a larger corpus extends a
+smaller one, and rerunning with the same arguments leaves a complete folder untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+import musicdet
+from musicdet.configtools import to_dict
+from musicdet.fsutil import atomic_path, write_text
+from musicdet.synth.config import SynthConfig
+from musicdet.synth.dsp import SAMPLE_RATE
+from musicdet.synth.programme import Segments, generate_programme
+from musicdet.synth.speech import espeak_available
+
+MANIFEST = "corpus.json"
+
+
+def programme_seed(seed: int, index: int) -> int:
+    """The seed of programme ``index`` in the corpus of ``seed`` (independent streams)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def programme_paths(out_dir: Path, index: int) -> tuple[Path, Path]:
+    """(wav, tsv) paths of programme ``index``."""
+    stem = out_dir / f"prog-{index:04d}"
+    return stem.with_suffix(".wav"), stem.with_suffix(".tsv")
+
+
+def write_segments(path: Path, segments: Segments) -> None:
+    """Write ``segments`` as a generic label TSV (header ``onset\\toffset\\tlabel``, seconds)."""
+    rows = [f"{onset:.3f}\t{offset:.3f}\t{label}" for onset, offset, label in segments]
+    write_text(path, "\n".join(["onset\toffset\tlabel", *rows]) + "\n")
+
+
+def write_corpus(out_dir: str | Path, hours: float, seed: int,
+                 config: SynthConfig | None = None, progress: bool = True) -> list[Path]:
+    """Write ``hours`` of programmes (prog-NNNN.wav + .tsv) and corpus.json into ``out_dir``;
+    return the wav paths.
+
+    If corpus.json shows the same seed, config, speech engine and package version, the
+    programmes already there are kept and only missing ones are made (a finished corpus is
+    not regenerated; a larger one extends it); otherwise every programme is rewritten.
+    Programmes beyond the requested count are removed. Every file is written atomically.
+    """
+    config = config or SynthConfig()
+    if not (isinstance(hours, int | float) and hours > 0 and math.isfinite(hours)):
+        raise ValueError(f"hours: expected a positive number of hours, got {hours!r}")
+    out_dir = Path(out_dir)
+    count = max(1, math.ceil(hours * 3600 / config.programme_seconds - 1e-9))
+    identity = _identity(seed, config)
+    reuse = _read_identity(out_dir) == identity
+    if not reuse:
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+    wavs = []
+    for index in tqdm(range(count), desc="synth", unit="prog", disable=not progress):
+        wav, tsv = programme_paths(out_dir, index)
+        if not (reuse and wav.exists() and tsv.exists()):
+            audio, segments = generate_programme(programme_seed(seed, index), config)
+            with atomic_path(wav) as tmp:
+                sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+            write_segments(tsv, segments)
+        wavs.append(wav)
+    _remove_programmes_from(out_dir, count)
+    summary = json.dumps({**identity, "hours": hours, "programmes": count}, indent=2) + "\n"
+    manifest = out_dir / MANIFEST
+    if not manifest.exists() or manifest.read_text(encoding="utf-8") != summary:
+        write_text(manifest, summary)
+    return wavs
+
+
+def _remove_programmes_from(out_dir: Path, count: int) -> None:
+    """Delete prog-NNNN.wav/.tsv with NNNN >= ``count`` (left by a larger corpus)."""
+    for path in out_dir.glob("prog-[0-9][0-9][0-9][0-9].*"):
+        if path.suffix in (".wav", ".tsv") and int(path.stem[5:]) >= count:
+            path.unlink()
+
+
+def _identity(seed: int, config: SynthConfig) -> dict[str, Any]:
+    """What makes programme ``i`` what it is (hours only decides how many there are)."""
+    engine = config.speech_engine if espeak_available() else "formant"
+    return {"seed": seed, "config": to_dict(config), "speech_engine": engine,
+            "version": musicdet.__version__}
+
+
+def _read_identity(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {key: data.get(key) for key in ("seed", "config", "speech_engine", "version")}

@@ -1,0 +1,244 @@
+"""Programmes: a sequence of labelled segments joined by cross-fades, then one broadcast
+channel (band-limiting, compression, noise floor), as on TV or radio."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from musicdet.synth import music, sounds
+from musicdet.synth.config import SynthConfig
+from musicdet.synth.dsp import (
+    SAMPLE_RATE,
+    add_at,
+    band,
+    db_to_gain,
+    fade,
+    pink_noise,
+    rms,
+    samples,
+    set_level,
+)
+from musicdet.synth.speech import espeak_available, speech, sustained_vowel
+
+MUSIC, NO_MUSIC = "music", "no-music"
+Segments = list[tuple[float, float, str]]
+# Ordinary kinds per label with their weights; hard kinds are drawn at `hard_case_rate`.
+EASY_KINDS = {
+    MUSIC: {"music": 0.4, "speech_over_music": 0.45, "jingle": 0.15},
+    NO_MUSIC: {"speech": 0.7, "ambience": 0.2, "room": 0.1},
+}
+HARD_KINDS = {
+    MUSIC: ("sparse_music", "quiet_music", "music_with_crowd"),
+    NO_MUSIC: ("tonal", "speech_over_tonal", "sustained_vowel"),
+}
+# Band edges (Hz, None = open) of the broadcast channel, and how often each is drawn.
+CHANNEL_BANDS = (((None, None), 0.3), ((80, 7000), 0.3), ((300, 3400), 0.15),
+                 ((None, 4500), 0.15), ((150, None), 0.1))
+
+
+@dataclass(frozen=True)
+class PlannedSegment:
+    """One segment of a programme: what it holds and where, in integer milliseconds."""
+
+    kind: str
+    label: str
+    onset_ms: int
+    offset_ms: int
+
+
+def generate_programme(seed: int, config: SynthConfig) -> tuple[np.ndarray, Segments]:
+    """One synthetic programme: float32 mono 16 kHz audio of ``config.programme_seconds`` and
+    its segments (onset_s, offset_s, "music" | "no-music") tiling it without gaps.
+
+    Deterministic: the same ``seed`` and ``config`` give the same samples.
+    """
+    rng = np.random.default_rng(seed)
+    engine = config.speech_engine if espeak_available() else "formant"
+    plan = plan_segments(rng, config)
+    audio = np.zeros(samples(plan[-1].offset_ms / 1000))
+    transitions = [0.0] + [_transition_s(rng, config) for _ in plan[1:]] + [0.0]
+    for index, segment in enumerate(plan):
+        fade_in, fade_out = transitions[index], transitions[index + 1]
+        length_s = (segment.offset_ms - segment.onset_ms) / 1000 + (fade_in + fade_out) / 2
+        clip = SEGMENT_RENDERERS[segment.kind](rng, length_s, config, engine)
+        clip = fade(clip * db_to_gain(rng.uniform(-6.0, 4.0)), fade_in, fade_out)
+        add_at(audio, clip, samples(segment.onset_ms / 1000 - fade_in / 2))
+    audio = set_level(audio, rng.uniform(-26.0, -16.0))
+    if config.channel_effects:
+        audio = broadcast_channel(rng, audio, config.noise_floor_db_max)
+    peak = float(np.abs(audio).max())
+    if peak > 0.98:
+        audio *= 0.98 / peak
+    return audio.astype(np.float32), labelled_segments(plan)
+
+
+def _transition_s(rng: np.random.Generator, config: SynthConfig) -> float:
+    """A hard cut (10 ms) a third of the time, otherwise a cross-fade of random length."""
+    return 0.01 if rng.random() < 0.33 else rng.uniform(0.01, config.max_transition_seconds)
+
+
+def plan_segments(rng: np.random.Generator, config: SynthConfig) -> list[PlannedSegment]:
+    """Segments tiling the programme; the label is steered towards ``music_fraction``."""
+    total_ms = round(config.programme_seconds * 1000)
+    min_ms = round(config.min_segment_seconds * 1000)
+    max_ms = round(config.max_segment_seconds * 1000)
+    mean_ms = (min_ms + max_ms) / 2
+    plan: list[PlannedSegment] = []
+    onset_ms = music_ms = 0
+    while onset_ms < total_ms:
+        deficit = config.music_fraction * (onset_ms + mean_ms) - music_ms
+        p_music = np.clip(config.music_fraction + deficit / (2 * mean_ms), 0.0, 1.0)
+        label = MUSIC if rng.random() < p_music else NO_MUSIC
+        kind = _draw_kind(rng, label, config.hard_case_rate)
+        length_ms = int(rng.integers(min_ms, max_ms + 1))
+        if kind in ("jingle", "room"):
+            length_ms = min(length_ms, max(min_ms, 5000))
+        offset_ms = min(onset_ms + length_ms, total_ms)
+        if total_ms - offset_ms < min_ms:
+            offset_ms = total_ms
+        plan.append(PlannedSegment(kind, label, onset_ms, offset_ms))
+        music_ms += (offset_ms - onset_ms) * (label == MUSIC)
+        onset_ms = offset_ms
+    return plan
+
+
+def _draw_kind(rng: np.random.Generator, label: str, hard_case_rate: float) -> str:
+    if rng.random() < hard_case_rate:
+        return str(rng.choice(HARD_KINDS[label]))
+    kinds = EASY_KINDS[label]
+    weights = np.array(list(kinds.values()))
+    return str(rng.choice(list(kinds), p=weights / weights.sum()))
+
+
+def labelled_segments(plan: list[PlannedSegment]) -> Segments:
+    """(onset_s, offset_s, label) of ``plan``, neighbours with the same label merged."""
+    merged: list[list] = []
+    for segment in plan:
+        if merged and merged[-1][2] == segment.label:
+            merged[-1][1] = segment.offset_ms
+        else:
+            merged.append([segment.onset_ms, segment.offset_ms, segment.label])
+    return [(onset / 1000, offset / 1000, label) for onset, offset, label in merged]
+
+
+def broadcast_channel(rng: np.random.Generator, audio: np.ndarray,
+                      noise_floor_db_max: float) -> np.ndarray:
+    """One random channel: band-limiting, dynamic compression, hum and a noise floor."""
+    edges = [edge for edge, _ in CHANNEL_BANDS]
+    weights = np.array([weight for _, weight in CHANNEL_BANDS])
+    low, high = edges[rng.choice(len(edges), p=weights / weights.sum())]
+    out = band(audio, low, high)
+    if rng.random() < 0.7:
+        out = compress(out, threshold_db=rng.uniform(-35.0, -20.0), ratio=rng.uniform(2.0, 8.0))
+    if rng.random() < 0.2:
+        out += sounds.hum(rng, len(out) / SAMPLE_RATE) * db_to_gain(rng.uniform(-35.0, -15.0))
+    noise_db = rng.uniform(noise_floor_db_max - 25.0, noise_floor_db_max)
+    return out + band(pink_noise(rng, len(out)), 40, 7500) * db_to_gain(noise_db)
+
+
+def compress(audio: np.ndarray, threshold_db: float, ratio: float) -> np.ndarray:
+    """Feed-forward RMS compressor (20 ms envelope) with make-up gain to the input level."""
+    smoothing = np.exp(-1.0 / (0.02 * SAMPLE_RATE))
+    power = signal.lfilter([1 - smoothing], [1, -smoothing], np.square(audio))
+    level_db = 10 * np.log10(np.maximum(power, 1e-12))
+    gain_db = np.minimum(0.0, (threshold_db - level_db) * (1 - 1 / ratio))
+    return set_level(audio * 10 ** (gain_db / 20), 20 * np.log10(max(rms(audio), 1e-9)))
+
+
+Renderer = Callable[[np.random.Generator, float, SynthConfig, str], np.ndarray]
+
+
+def _music(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+           ) -> np.ndarray:
+    return music.render_music(rng, seconds)
+
+
+def _speech_over_music(rng: np.random.Generator, seconds: float, config: SynthConfig,
+                       engine: str) -> np.ndarray:
+    bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
+    return speech(rng, seconds, engine) + music.render_music(rng, seconds) * db_to_gain(bed_db)
+
+
+def _jingle(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+            ) -> np.ndarray:
+    return music.jingle(rng, seconds)
+
+
+def _sparse_music(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+                  ) -> np.ndarray:
+    return music.sparse_music(rng, seconds)
+
+
+def _quiet_music(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+                 ) -> np.ndarray:
+    quiet = music.render_music(rng, seconds) * db_to_gain(config.quiet_music_db)
+    return quiet + sounds.room_tone(rng, seconds) * db_to_gain(config.quiet_music_db - 6.0)
+
+
+def _music_with_crowd(rng: np.random.Generator, seconds: float, config: SynthConfig,
+                      engine: str) -> np.ndarray:
+    crowd = sounds.applause(rng, seconds) if rng.random() < 0.5 else sounds.crowd(
+        rng, seconds, engine)
+    bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
+    return crowd + music.render_music(rng, seconds) * db_to_gain(bed_db)
+
+
+def _speech(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+            ) -> np.ndarray:
+    voice = speech(rng, seconds, engine)
+    if rng.random() >= config.background_noise_rate:
+        return voice
+    return voice + _ambience(rng, seconds, config, engine) * db_to_gain(rng.uniform(-20.0, -5.0))
+
+
+def _ambience(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+              ) -> np.ndarray:
+    name = str(rng.choice(["applause", "street", "crowd"]))
+    if name == "crowd":
+        return sounds.crowd(rng, seconds, engine)
+    return sounds.AMBIENCES[name](rng, seconds)
+
+
+def _room(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+          ) -> np.ndarray:
+    return sounds.room_tone(rng, seconds) * db_to_gain(rng.uniform(-30.0, -15.0))
+
+
+def _tonal(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+           ) -> np.ndarray:
+    return sounds.TONAL[str(rng.choice(list(sounds.TONAL)))](rng, seconds)
+
+
+def _speech_over_tonal(rng: np.random.Generator, seconds: float, config: SynthConfig,
+                       engine: str) -> np.ndarray:
+    bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
+    return speech(rng, seconds, engine) + _tonal(rng, seconds, config, engine) * db_to_gain(bed_db)
+
+
+def _sustained_vowel(rng: np.random.Generator, seconds: float, config: SynthConfig,
+                     engine: str) -> np.ndarray:
+    vowel_s = min(rng.uniform(0.6, 2.0), seconds / 2)
+    before_s = rng.uniform(0, seconds - vowel_s)
+    parts = [speech(rng, before_s, engine), sustained_vowel(rng, vowel_s),
+             speech(rng, seconds - vowel_s - before_s, engine)]
+    return np.concatenate(parts)
+
+
+SEGMENT_RENDERERS: dict[str, Renderer] = {
+    "music": _music,
+    "speech_over_music": _speech_over_music,
+    "jingle": _jingle,
+    "sparse_music": _sparse_music,
+    "quiet_music": _quiet_music,
+    "music_with_crowd": _music_with_crowd,
+    "speech": _speech,
+    "ambience": _ambience,
+    "room": _room,
+    "tonal": _tonal,
+    "speech_over_tonal": _speech_over_tonal,
+    "sustained_vowel": _sustained_vowel,
+}
