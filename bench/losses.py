@@ -1,0 +1,139 @@
+"""Fused AUC-family loss vs the naive autograd formulation, and a training step vs cross entropy.
+
+    python bench/losses.py [--threads 1 2] [--sizes 2400 4800 9600] [--batches 32 64]
+
+Prints, for N⁺ = N⁻ = N, forward+backward time of `auc_loss` and of the naive full-matrix
+version, their ratio and agreement, and the peak memory each adds above its inputs (resident
+high-water mark, reset through /proc/self/clear_refs); then a BiGRU training step (forward +
+loss + backward + Adam) on (B, 300, 140) with aAUCsum(0.75, 1e-3) against the same step with
+cross entropy. Times are the best of --repeats calls, or of as many as fit in --min-seconds
+(the machine may be shared: the minimum is the least disturbed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+from musicdet.losses import Loss, auc_loss, build_loss
+from musicdet.model import BiGRUDetector, ModelConfig
+
+DELTA = 10.0
+FRAMES = 300
+
+
+def naive_auc_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 − eq. 3 through autograd over the full N⁺×N⁻ matrix."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    return torch.sigmoid(DELTA * (negatives[None, :] - positives[:, None])).mean()
+
+
+KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "fused": auc_loss,
+    "naive": naive_auc_loss,
+}
+
+
+def make_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """N positives and N negatives, positives shifted up by 0.5."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.cat([torch.ones(n), torch.zeros(n)])
+    return torch.randn(2 * n, generator=generator) + 0.5 * labels, labels
+
+
+def forward_backward(kernel: str, scores: torch.Tensor, labels: torch.Tensor):
+    """Loss value and score gradient of one forward+backward pass."""
+    scores = scores.detach().requires_grad_()
+    value = KERNELS[kernel](scores, labels)
+    value.backward()
+    return value.detach(), scores.grad
+
+
+def best_time(step: Callable[[], object], repeats: int, min_seconds: float = 1.0) -> float:
+    """Best wall time of one call (after a warm-up), over at least ``repeats`` calls and
+    ``min_seconds`` of calls, seconds."""
+    step()
+    times: list[float] = []
+    while len(times) < repeats or sum(times) < min_seconds:
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def extra_peak_mib(step: Callable[[], object]) -> float:
+    """Peak resident memory ``step`` adds above what is already resident, MiB (Linux)."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # reset the peak (VmHWM) to the current resident size
+    before = _status_kib("VmRSS")
+    step()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def train_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, loss: Loss,
+               features: torch.Tensor, labels: torch.Tensor) -> None:
+    """Forward, loss, backward and one Adam update."""
+    optimiser.zero_grad()
+    loss(model(features), labels).backward()
+    optimiser.step()
+
+
+def bench_kernels(sizes: list[int], repeats: int) -> None:
+    print(f"{'N+=N-':>7} {'fused ms':>9} {'naive ms':>9} {'speed-up':>9} {'max rel diff':>13} "
+          f"{'fused MiB':>10} {'naive MiB':>10}")
+    for n in sizes:
+        scores, labels = make_pairs(n)
+        steps = {k: partial(forward_backward, k, scores, labels) for k in KERNELS}
+        memory = {k: extra_peak_mib(step) for k, step in steps.items()}
+        timing = {k: best_time(step, repeats) for k, step in steps.items()}
+        (fused_value, fused_grad), (naive_value, naive_grad) = (
+            forward_backward(k, scores, labels) for k in KERNELS)
+        diff = max(((fused_value - naive_value).abs() / naive_value.abs()).item(),
+                   ((fused_grad - naive_grad).abs().max() / naive_grad.abs().max()).item())
+        print(f"{n:>7} {timing['fused'] * 1e3:>9.2f} {timing['naive'] * 1e3:>9.1f} "
+              f"{timing['naive'] / timing['fused']:>8.1f}x {diff:>13.1e} "
+              f"{memory['fused']:>10.1f} {memory['naive']:>10.1f}")
+
+
+def bench_training_step(batches: list[int], repeats: int) -> None:
+    print(f"{'B':>4} {'CE s':>7} {'aAUCsum s':>10} {'ratio':>6}   (BiGRU step, {FRAMES} frames)")
+    losses = {"ce": build_loss({"type": "ce"}),
+              "aaucsum": build_loss({"type": "aaucsum", "gamma": 0.75, "lam": 1e-3})}
+    for batch in batches:
+        torch.manual_seed(0)
+        model = BiGRUDetector(ModelConfig())
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        features = torch.rand(batch, FRAMES, 140)
+        labels = (torch.rand(batch, FRAMES) < 0.5).float()
+        timing = {name: best_time(partial(train_step, model, optimiser, loss, features, labels),
+                                  repeats) for name, loss in losses.items()}
+        print(f"{batch:>4} {timing['ce']:>7.3f} {timing['aaucsum']:>10.3f} "
+              f"{timing['aaucsum'] / timing['ce']:>5.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2400, 4800, 9600])
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        print(f"\n== torch {torch.__version__}, {threads} thread(s), best of {args.repeats}")
+        bench_kernels(args.sizes, args.repeats)
+        bench_training_step(args.batches, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

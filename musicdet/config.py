@@ -1,0 +1,139 @@
+"""The run configuration: the YAML `musicdet train --config` reads, `musicdet-search export` writes.
+
+```yaml
+seed: 0
+data: {format: synth, synth_hours: 0.25, synth_seed: 0}
+features: {}            # FeatureConfig defaults: the paper's front end
+model: {}               # ModelConfig defaults: 2 × BiGRU-128
+loss: {type: aaucsum, gamma: 0.75, lam: 0.001, delta: 10.0}
+training: {epochs: 20, batch_size: 32}
+```
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .configtools import ConfigError, from_dict, load_config, require, to_dict
+from .features import FeatureConfig
+from .fsutil import write_text
+from .losses import LossConfig
+from .model import ModelConfig
+
+DATA_FORMATS = ("synth", "generic", "openbmat", "seyerlehner")
+SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32 (numpy and torch both take them)
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled audio comes from and how it is split (10 % validation, by file)."""
+
+    format: Literal["synth", "generic", "openbmat", "seyerlehner"] = "synth"
+    path: str | None = None  # dataset root; for synth the corpus folder (default under cache_dir)
+    synth_hours: float = 0.25  # size of the embedded corpus, hours
+    synth_seed: int = 0
+    label_map: dict[str, str] = field(default_factory=dict)  # extra label name → music|no-music
+    annotator: int = 1  # OpenBMAT annotator (1-based; the paper uses the first)
+    folds: list[int] | None = None  # OpenBMAT folds to use (None: all)
+    validation_fraction: float = 0.1
+    cache_dir: str = "runs/cache"  # feature cache and default synthetic corpus
+
+    def __post_init__(self) -> None:
+        require(self.format == "synth" or self.path is not None, "path",
+                "path is given for a non-synth format", self.path)
+        require(0 < self.synth_hours < math.inf, "synth_hours", "0 < synth_hours < inf",
+                self.synth_hours)
+        require(0 <= self.synth_seed < SEED_LIMIT, "synth_seed", "0 <= synth_seed < 2**32",
+                self.synth_seed)
+        require(0 < self.validation_fraction < 1, "validation_fraction",
+                "0 < validation_fraction < 1", self.validation_fraction)
+        require(self.annotator >= 1, "annotator", "annotator >= 1", self.annotator)
+        for name, target in self.label_map.items():
+            require(target in ("music", "no-music"), f"label_map.{name}",
+                    "value in {music, no-music}", target)
+
+
+@dataclass
+class TrainingConfig:
+    """The paper's schedule: Adam, lr decaying exponentially from lr_start to lr_end."""
+
+    epochs: int = 20
+    batch_size: int = 32  # sequences per minibatch
+    sequence_frames: int = 300  # 3 s at 100 frames/s
+    sequences_per_epoch: int | None = None  # None: as many as the training frames hold
+    lr_start: float = 1e-3
+    lr_end: float = 1e-4
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", "epochs >= 1", self.epochs)
+        require(self.batch_size >= 1, "batch_size", "batch_size >= 1", self.batch_size)
+        require(self.sequence_frames >= 10, "sequence_frames", "sequence_frames >= 10",
+                self.sequence_frames)
+        require(self.sequences_per_epoch is None or self.sequences_per_epoch >= 1,
+                "sequences_per_epoch", "sequences_per_epoch >= 1", self.sequences_per_epoch)
+        require(0 < self.lr_end <= self.lr_start < math.inf, "lr_end",
+                "0 < lr_end <= lr_start < inf", (self.lr_start, self.lr_end))
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; the model file stores it."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        require(0 <= self.seed < SEED_LIMIT, "seed", "0 <= seed < 2**32", self.seed)
+        require(self.model.input_dim == self.features.dims, "model.input_dim",
+                "model.input_dim == features.dims", (self.model.input_dim, self.features.dims))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        return from_dict(cls, data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as YAML, atomically."""
+        write_text(path, self.to_yaml())
+
+
+def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Read a run config YAML and apply ``key.sub=value`` overrides (values parsed as YAML)."""
+    config = load_config(RunConfig, path)
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """Return ``config`` with each ``dotted.key=value`` override applied and re-validated."""
+    data = config.to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(item, "override must look like key.sub=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(key, f"unknown section {part!r}")
+            node = node[part]
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ConfigError(key, f"value {raw!r} is not valid YAML ({problem})") from None
+    return RunConfig.from_dict(data)

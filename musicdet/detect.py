@@ -1,0 +1,466 @@
+"""Music detection on recordings of any length: streamed scoring, smoothing, segments, writers.
+
+``detect(model, inputs, out_dir)`` scores each file block by block (`stream_probabilities`),
+smooths the frame probabilities into music / no-music decisions (`decide`), turns them into
+segments and writes them (``NAME.segments.EXT``) plus, optionally, the frame scores
+(``NAME.frames.csv|npy``).
+
+Streaming is exact: features are computed on audio blocks with half a window of context, and
+the scorer blends windows on the same global grid as `Detector.probabilities` on the whole
+file (starts at multiples of ``window // 2``, the last aligned to the end), so every frame
+sees the same windows and gets the same score up to float rounding. Memory holds one audio
+block, one block of features and the probabilities (8 bytes per 10 ms frame, 2.9 MB an hour).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, TypeVar, get_args
+
+import numpy as np
+from scipy.ndimage import median_filter
+from tqdm import tqdm
+
+from .audio import AudioError, audio_duration, find_audio, stream_audio
+from .configtools import require
+from .datasets import MUSIC, NO_MUSIC
+from .features import FeatureConfig, extract_features
+from .fsutil import atomic_open, save_npy, write_text
+from .modelfile import Detector, load_model
+from .sequences import sigmoid
+
+SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
+FrameFormat = Literal["csv", "npy"]
+SEGMENT_FORMATS: tuple[str, ...] = get_args(SegmentFormat)
+FRAME_FORMATS: tuple[str, ...] = get_args(FrameFormat)
+SEGMENT_SUFFIXES = {"tsv": "tsv", "csv": "csv", "audacity": "txt", "rttm": "rttm", "json": "json"}
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- smoothing
+
+
+@dataclass
+class Smoothing:
+    """Post-processing of frame probabilities into music decisions; durations in seconds.
+
+    Order: median filter → threshold (or hysteresis) → fill non-music gaps shorter than
+    ``min_non_music`` between music → drop music shorter than ``min_music``.
+    """
+
+    median_seconds: float = 0.5  # median filter length over the probabilities (0: off)
+    threshold: float | None = None  # music where p >= threshold; None: the model's own
+    low_threshold: float | None = None  # hysteresis: music regions extend while p >= this
+    min_music: float = 1.0  # shorter music segments become no-music
+    min_non_music: float = 1.0  # shorter no-music gaps between music are filled
+
+    def __post_init__(self) -> None:
+        for name in ("median_seconds", "min_music", "min_non_music"):
+            require(getattr(self, name) >= 0, name, f"{name} >= 0", getattr(self, name))
+        require(self.threshold is None or 0 <= self.threshold <= 1, "threshold",
+                "0 <= threshold <= 1", self.threshold)
+        require(self.low_threshold is None or 0 <= self.low_threshold <= (
+            1 if self.threshold is None else self.threshold), "low_threshold",
+            "0 <= low_threshold <= threshold", (self.low_threshold, self.threshold))
+
+
+def median_smooth(probabilities: np.ndarray, frames: int) -> np.ndarray:
+    """Running median over ``frames`` frames (rounded up to odd; 1 or less: unchanged)."""
+    if frames <= 1:
+        return probabilities
+    return median_filter(probabilities, size=frames | 1, mode="nearest")
+
+
+def binarize(
+    probabilities: np.ndarray, threshold: float, low_threshold: float | None = None
+) -> np.ndarray:
+    """Music where p >= ``threshold``; with ``low_threshold``, hysteresis.
+
+    Hysteresis keeps every region where p >= ``low_threshold`` that holds at least one frame
+    with p >= ``threshold`` (symmetric in time, like skimage's apply_hysteresis_threshold).
+    """
+    high = probabilities >= threshold
+    if low_threshold is None:
+        return high
+    low = probabilities >= low_threshold
+    region = np.cumsum(np.diff(low.astype(np.int8), prepend=0) == 1)  # id of each low run
+    kept = np.zeros(region[-1] + 1 if len(region) else 1, dtype=bool)
+    kept[region[high & low]] = True
+    return low & kept[region]
+
+
+def runs(decisions: np.ndarray) -> list[tuple[int, int, bool]]:
+    """Maximal runs of equal values as ``(start, stop, value)`` frame ranges."""
+    if len(decisions) == 0:
+        return []
+    edges = np.flatnonzero(decisions[1:] != decisions[:-1]) + 1
+    starts = np.concatenate(([0], edges))
+    stops = np.concatenate((edges, [len(decisions)]))
+    return [(int(a), int(b), bool(decisions[a])) for a, b in zip(starts, stops, strict=True)]
+
+
+def fill_gaps(decisions: np.ndarray, min_frames: int) -> np.ndarray:
+    """Turn no-music runs shorter than ``min_frames`` between two music runs into music."""
+    filled = decisions.copy()
+    for start, stop, value in runs(decisions):
+        if not value and stop - start < min_frames and start > 0 and stop < len(decisions):
+            filled[start:stop] = True
+    return filled
+
+
+def drop_short_music(decisions: np.ndarray, min_frames: int) -> np.ndarray:
+    """Turn music runs shorter than ``min_frames`` into no-music."""
+    kept = decisions.copy()
+    for start, stop, value in runs(decisions):
+        if value and stop - start < min_frames:
+            kept[start:stop] = False
+    return kept
+
+
+def decide(
+    probabilities: np.ndarray, smoothing: Smoothing, default_threshold: float,
+    frames_per_second: float = 100.0,
+) -> np.ndarray:
+    """Music decisions (T,) bool from probabilities (T,) after every `Smoothing` step."""
+    def frames(seconds: float) -> int:
+        return round(seconds * frames_per_second)
+
+    threshold = default_threshold if smoothing.threshold is None else smoothing.threshold
+    if smoothing.low_threshold is not None and smoothing.low_threshold > threshold:
+        raise ValueError(f"low_threshold: `low_threshold <= threshold` must hold, but got "
+                         f"({smoothing.low_threshold}, {threshold})")
+    smoothed = median_smooth(probabilities, frames(smoothing.median_seconds))
+    decisions = binarize(smoothed, threshold, smoothing.low_threshold)
+    decisions = fill_gaps(decisions, frames(smoothing.min_non_music))
+    return drop_short_music(decisions, frames(smoothing.min_music))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A labelled stretch of a file, seconds; it covers the frames centred in [onset, offset)."""
+
+    onset: float
+    offset: float
+    label: str  # MUSIC or NO_MUSIC
+
+
+def to_segments(decisions: np.ndarray, hop_seconds: float, duration: float) -> list[Segment]:
+    """Runs of frame decisions → segments; the last one ends at ``duration`` (seconds)."""
+    return [
+        Segment(start * hop_seconds, stop * hop_seconds if stop < len(decisions) else duration,
+                MUSIC if value else NO_MUSIC)
+        for start, stop, value in runs(decisions)
+    ]
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def write_segments(
+    path: Path, segments: Sequence[Segment], fmt: SegmentFormat, name: str
+) -> None:
+    """Write ``segments`` atomically in ``fmt``.
+
+    tsv/csv (header ``onset,offset,label``) and json hold every segment, music and no-music,
+    so they are complete label files; audacity and rttm list the music segments only.
+    """
+    music = [s for s in segments if s.label == MUSIC]
+    if fmt in ("tsv", "csv"):
+        sep = "\t" if fmt == "tsv" else ","
+        rows = [sep.join(("onset", "offset", "label"))]
+        rows += [sep.join((_seconds(s.onset), _seconds(s.offset), s.label)) for s in segments]
+    elif fmt == "audacity":
+        rows = [f"{_seconds(s.onset)}\t{_seconds(s.offset)}\t{s.label}" for s in music]
+    elif fmt == "rttm":
+        file_id = "_".join(name.split()) or "_"
+        rows = [f"SPEAKER {file_id} 1 {_seconds(s.onset)} {_seconds(s.offset - s.onset)} "
+                f"<NA> <NA> {s.label} <NA> <NA>" for s in music]
+    elif fmt == "json":
+        write_text(path, json.dumps({"file": name, "segments": [asdict(s) for s in segments]},
+                                    indent=1) + "\n")
+        return
+    else:
+        raise ValueError(f"format: expected one of {', '.join(SEGMENT_FORMATS)}, got {fmt!r}")
+    write_text(path, "".join(row + "\n" for row in rows))
+
+
+def write_frame_scores(path: Path, probabilities: np.ndarray, fmt: FrameFormat,
+                       hop_seconds: float) -> None:
+    """Frame probabilities as npy (float64, exact) or csv ``time,music_prob`` (frame centres)."""
+    if fmt == "npy":
+        save_npy(path, probabilities.astype(np.float64))
+        return
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write("time,music_prob\n")
+        for index, value in enumerate(probabilities.tolist()):
+            handle.write(f"{round(index * hop_seconds, 6)},{value}\n")
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.6f}"
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def stream_features(
+    blocks: Iterable[np.ndarray], config: FeatureConfig
+) -> Iterator[np.ndarray]:
+    """Raw features of consecutive audio ``blocks``, in consecutive frame blocks.
+
+    Their concatenation equals ``extract_features`` of the whole signal: each block is
+    extracted with at least half a window of audio context on both sides (or the signal's
+    own edge), and only frames whose window lies inside that audio are kept.
+    """
+    hop = config.hop_length
+    context = hop * math.ceil(config.win_length / hop)  # samples, a multiple of hop
+    audio = np.zeros(0, dtype=np.float32)
+    audio_start = 0  # sample index of audio[0], a multiple of hop
+    next_frame = 0
+    for block, last in _with_last(blocks):
+        audio = np.concatenate((audio, block))
+        end = audio_start + len(audio)
+        stop = None if last else (end - context) // hop + 1  # frames with full context
+        if stop is not None and stop <= next_frame:
+            continue
+        features = extract_features(audio, config)
+        first = next_frame - audio_start // hop
+        yield features[first:] if stop is None else features[first : stop - audio_start // hop]
+        if stop is None:
+            return
+        next_frame = stop
+        new_start = max(0, next_frame * hop - context)
+        audio = audio[new_start - audio_start :]
+        audio_start = new_start
+
+
+def context_range(start: int, stop: int, window: int, n_frames: int | None) -> tuple[int, int]:
+    """Feature frames [first, last) whose windows give frames [start, stop) their exact scores.
+
+    Windows start at multiples of ``window // 2`` (and, when ``n_frames`` is known, at
+    ``n_frames - window``); the range begins at a window start, so scoring it alone puts its
+    windows on the same grid. ``n_frames`` None means the file goes on past
+    ``stop + window`` frames.
+    """
+    hop = window // 2
+    first = max(0, math.ceil((start - window + 1) / hop) * hop)
+    last_start = (stop - 1) // hop * hop
+    if n_frames is None:
+        return first, last_start + window
+    first = min(first, max(0, (n_frames - window) // hop * hop))
+    return first, n_frames if last_start + window >= n_frames else last_start + window
+
+
+def stream_logits(
+    detector: Detector, feature_blocks: Iterable[np.ndarray], block_frames: int = 6000
+) -> Iterator[np.ndarray]:
+    """Frame logits of a file, in consecutive blocks, from its consecutive feature blocks.
+
+    Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
+    about ``block_frames`` + 2 windows of features at a time.
+    """
+    window = detector.config.training.sequence_frames
+    hop = window // 2
+    block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
+    buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
+    buffer_start = 0  # frame index of buffer[0]
+    done = 0  # frames whose logits were yielded
+    for features in feature_blocks:
+        buffer = np.concatenate((buffer, features))
+        while buffer_start + len(buffer) >= done + block_frames + window:
+            first, last = context_range(done, done + block_frames, window, None)
+            logits = detector.logits(buffer[first - buffer_start : last - buffer_start])
+            yield logits[done - first : done - first + block_frames]
+            done += block_frames
+            keep = context_range(done, done + 1, window, None)[0]
+            buffer, buffer_start = buffer[keep - buffer_start :], keep
+    n_frames = buffer_start + len(buffer)
+    if done < n_frames:
+        first, last = context_range(done, n_frames, window, n_frames)
+        yield detector.logits(buffer[first - buffer_start : last - buffer_start])[done - first :]
+
+
+def stream_probabilities(
+    detector: Detector, blocks: Iterable[np.ndarray], block_seconds: float = 60.0
+) -> Iterator[np.ndarray]:
+    """Music probabilities of a file's consecutive 16 kHz audio blocks, in consecutive blocks.
+
+    Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU.
+    """
+    config = detector.config.features
+    features = _background(stream_features(blocks, config))
+    frames_per_second = config.sample_rate / config.hop_length
+    for logits in stream_logits(detector, features, round(block_seconds * frames_per_second)):
+        yield sigmoid(logits)
+
+
+@dataclass
+class Detection:
+    """One file's result: probabilities and decisions per frame, segments, duration (s)."""
+
+    path: Path
+    probabilities: np.ndarray
+    decisions: np.ndarray
+    segments: list[Segment]
+    duration: float
+
+
+def detect_file(
+    detector: Detector,
+    path: str | Path,
+    smoothing: Smoothing | None = None,
+    block_seconds: float = 60.0,
+    on_audio: Callable[[float], object] | None = None,
+) -> Detection:
+    """Stream ``path`` through ``detector`` and smooth; ``on_audio(seconds)`` per audio block."""
+    smoothing = smoothing or Smoothing()
+    config = detector.config.features
+    samples = 0
+
+    def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        nonlocal samples
+        for block in blocks:
+            samples += len(block)
+            if on_audio is not None:
+                on_audio(len(block) / config.sample_rate)
+            yield block
+
+    audio = counted(stream_audio(path, block_seconds))
+    probabilities = np.concatenate(list(stream_probabilities(detector, audio, block_seconds)))
+    frames_per_second = config.sample_rate / config.hop_length
+    decisions = decide(probabilities, smoothing, detector.threshold, frames_per_second)
+    duration = samples / config.sample_rate
+    segments = to_segments(decisions, 1 / frames_per_second, duration)
+    return Detection(Path(path), probabilities, decisions, segments, duration)
+
+
+def detect(
+    model: str | Path | Detector,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    smoothing: Smoothing | None = None,
+    segment_format: SegmentFormat = "tsv",
+    frame_scores: FrameFormat | None = None,
+    block_seconds: float = 60.0,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> list[tuple[Path, str]]:
+    """Detect music in every audio file of ``inputs`` (files, folders, globs) into ``out_dir``.
+
+    Writes ``NAME.segments.EXT`` and, with ``frame_scores``, ``NAME.frames.csv|npy``. A file
+    that cannot be read raises its `AudioError`, unless ``skip_bad``: then the others go on
+    and the failures are returned as ``(path, message)``.
+    """
+    require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
+            segment_format)
+    require(frame_scores is None or frame_scores in FRAME_FORMATS, "frame_scores",
+            f"one of {FRAME_FORMATS}", frame_scores)
+    detector = model if isinstance(model, Detector) else load_model(model)
+    paths = find_audio(inputs)
+    out = Path(out_dir)
+    hop_seconds = detector.config.features.hop_length / detector.config.features.sample_rate
+    failures: list[tuple[Path, str]] = []
+    total = sum(_duration_or_zero(path) for path in paths)
+    with tqdm(total=round(total, 2), unit="s", desc="detect", disable=not progress) as bar:
+        for path, name in zip(paths, output_names(paths), strict=True):
+            try:
+                result = detect_file(detector, path, smoothing, block_seconds, bar.update)
+            except AudioError as error:
+                if not skip_bad:
+                    raise
+                failures.append((path, str(error)))
+                continue
+            suffix = SEGMENT_SUFFIXES[segment_format]
+            write_segments(out / f"{name}.segments.{suffix}", result.segments, segment_format,
+                           name)
+            if frame_scores is not None:
+                write_frame_scores(out / f"{name}.frames.{frame_scores}", result.probabilities,
+                                   frame_scores, hop_seconds)
+    return failures
+
+
+def output_names(paths: Sequence[Path]) -> list[str]:
+    """A distinct output name per input: its stem, or where stems collide its path below the
+    inputs' common folder joined by ``__``. Names hold no path separator, so outputs stay in
+    the output folder."""
+    names = [path.stem for path in paths]
+    if len(set(names)) < len(names):
+        resolved = [path.resolve() for path in paths]
+        root = Path(os.path.commonpath([path.parent for path in resolved]))
+        names = ["__".join(path.relative_to(root).parts) for path in resolved]
+    if len(set(names)) < len(names):
+        raise ValueError("inputs: the same file is named twice; expected distinct files")
+    return [name.replace(os.sep, "_") or "_" for name in names]
+
+
+def _duration_or_zero(path: Path) -> float:
+    """Seconds of ``path`` for the progress bar; 0 when its header is unreadable."""
+    try:
+        return audio_duration(path)
+    except AudioError:
+        return 0.0
+
+
+def _with_last(items: Iterable[T]) -> Iterator[tuple[T, bool]]:
+    """``(item, is_last)`` for each item, looking one item ahead."""
+    iterator = iter(items)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _background(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """Iterate ``items`` in a worker thread, up to ``depth`` items ahead of the consumer.
+
+    The worker's exceptions are raised here; closing this iterator stops the worker.
+    """
+    results: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
+    cancelled = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not cancelled.is_set():
+            try:
+                results.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as error:  # noqa: B036 - handed to the consumer, re-raised there
+            put((False, error))
+        else:
+            put((False, None))
+
+    worker = threading.Thread(target=produce, name="musicdet-features", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = results.get()
+            if ok:
+                yield item  # type: ignore[misc]
+            elif item is None:
+                return
+            else:
+                raise item  # type: ignore[misc]
+    finally:
+        cancelled.set()
+        worker.join()

@@ -1,0 +1,46 @@
+"""Labelled audio → examples (features, frame labels, mask), features read through the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .config import DataConfig
+from .datasets import LabelledAudio, frame_labels, read_dataset
+from .features import FeatureCache, FeatureConfig
+from .sequences import Example
+from .synth import write_corpus
+
+
+def synth_corpus_dir(data: DataConfig) -> Path:
+    """Where the embedded corpus for ``data`` lives (``data.path`` or a folder under the cache)."""
+    if data.path is not None:
+        return Path(data.path)
+    return Path(data.cache_dir) / "corpus" / f"synth-{data.synth_hours:g}h-seed{data.synth_seed}"
+
+
+def labelled_audio(data: DataConfig, progress: bool = True) -> list[LabelledAudio]:
+    """The labelled files ``data`` names; the embedded corpus is synthesised on first use."""
+    if data.format == "synth":
+        root = synth_corpus_dir(data)
+        write_corpus(root, hours=data.synth_hours, seed=data.synth_seed, progress=progress)
+        return read_dataset("generic", root)
+    options = {}
+    if data.format == "openbmat":
+        options = {"annotator": data.annotator, "folds": data.folds}
+    return read_dataset(data.format, data.path, label_map=data.label_map or None, **options)
+
+
+def load_examples(
+    data: DataConfig, features: FeatureConfig, progress: bool = True
+) -> list[Example]:
+    """Every labelled file of ``data`` as an `Example` with raw (unnormalised) features."""
+    cache = FeatureCache(data.cache_dir)
+    items = labelled_audio(data, progress)
+    examples = []
+    for item in tqdm(items, desc="features", unit="file", disable=not progress):
+        matrix = cache.load(item.audio, features)
+        labels, mask = frame_labels(item, len(matrix))
+        examples.append(Example(item.audio.stem, matrix, labels, mask))
+    return examples

@@ -1,0 +1,271 @@
+"""Detection: streaming equals whole-file scoring, smoothing steps, writers, CLI behaviour."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from musicdet.audio import load_audio
+from musicdet.cli import main
+from musicdet.config import RunConfig
+from musicdet.configtools import ConfigError
+from musicdet.datasets import LabelledAudio, frame_labels
+from musicdet.detect import (
+    Segment,
+    Smoothing,
+    binarize,
+    context_range,
+    decide,
+    detect_file,
+    drop_short_music,
+    fill_gaps,
+    median_smooth,
+    output_names,
+    stream_features,
+    stream_logits,
+    to_segments,
+    write_segments,
+)
+from musicdet.features import Normalizer, extract_features
+from musicdet.model import BiGRUDetector
+from musicdet.modelfile import Detector, load_model, save_model
+
+THRESHOLD = 0.5
+
+
+def tiny_detector(window: int = 60) -> Detector:
+    """An untrained BiGRU with 8 hidden units, its normaliser fitted on random features."""
+    torch.manual_seed(0)
+    config = RunConfig.from_dict(
+        {"model": {"hidden_size": 8}, "training": {"sequence_frames": window}}
+    )
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(-8, 4, (200, 128)), rng.uniform(0, 0.3, (200, 12))], 1)
+    normalizer = Normalizer.fit([features.astype(np.float32)])
+    model = BiGRUDetector(config.model).eval()
+    return Detector(model, config, normalizer, {"val_threshold": THRESHOLD})
+
+
+def save_tiny_model(path: Path) -> Path:
+    detector = tiny_detector()
+    return save_model(path, detector.model, detector.config, detector.normalizer,
+                      detector.metrics)
+
+
+def write_wav(path: Path, seconds: float, seed: int = 0, sample_rate: int = 16000) -> Path:
+    """Noise, then a chord: something for the features to tell apart."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * sample_rate)
+    time = np.arange(n) / sample_rate
+    chord = sum(np.sin(2 * np.pi * f * time) for f in (220.0, 277.2, 329.6)) / 6
+    signal = np.where(time < seconds / 2, 0.2 * rng.standard_normal(n), chord)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, signal.astype(np.float32), sample_rate)
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return tiny_detector()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+@pytest.mark.parametrize(("seconds", "sample_rate", "block_seconds"),
+                         [(9.37, 16000, 0.7), (9.37, 16000, 2.0), (5.0, 22050, 1.3),
+                          (0.3, 16000, 0.1)])
+def test_streaming_equals_whole_file(
+    tmp_path: Path, detector: Detector, seconds: float, sample_rate: int, block_seconds: float
+) -> None:
+    path = write_wav(tmp_path / "a.wav", seconds, sample_rate=sample_rate)
+    whole = detector.probabilities(extract_features(load_audio(path), detector.config.features))
+    result = detect_file(detector, path, Smoothing(), block_seconds=block_seconds)
+    assert result.probabilities.shape == whole.shape
+    np.testing.assert_allclose(result.probabilities, whole, rtol=0, atol=1e-6)
+    assert result.duration == pytest.approx(len(load_audio(path)) / 16000)
+
+
+def test_stream_features_equal_whole_signal(detector: Detector) -> None:
+    audio = np.random.default_rng(1).normal(0, 0.1, 16000 * 3 + 77).astype(np.float32)
+    whole = extract_features(audio, detector.config.features)
+    for size in (500, 1601, 7000):
+        blocks = [audio[i : i + size] for i in range(0, len(audio), size)]
+        streamed = np.concatenate(list(stream_features(blocks, detector.config.features)))
+        np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [20, 21, 60])
+@pytest.mark.parametrize("n_frames", [7, 20, 61, 250])
+def test_stream_logits_equal_whole_matrix(window: int, n_frames: int) -> None:
+    detector = tiny_detector(window)
+    features = np.random.default_rng(n_frames).normal(-5, 4, (n_frames, 140)).astype(np.float32)
+    whole = detector.logits(features)
+    for block_frames, chunk in ((1, 13), (45, 100), (200, 7)):
+        pieces = [features[i : i + chunk] for i in range(0, n_frames, chunk)]
+        streamed = np.concatenate(list(stream_logits(detector, pieces, block_frames)))
+        np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+
+
+def test_context_range_starts_on_the_window_grid() -> None:
+    assert context_range(0, 150, 300, None) == (0, 300)
+    assert context_range(300, 450, 300, None) == (150, 600)
+    # near the end the last window is aligned to the file end
+    assert context_range(900, 1010, 300, 1010) == (600, 1010)
+
+
+# --------------------------------------------------------------------------- smoothing
+
+
+def test_median_filter_removes_spikes_and_keeps_steps() -> None:
+    p = np.array([0.1, 0.1, 0.9, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9])
+    np.testing.assert_array_equal(median_smooth(p, 3),
+                                  [0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9])
+    np.testing.assert_array_equal(median_smooth(p, 1), p)
+
+
+def test_threshold_and_hysteresis() -> None:
+    p = np.array([0.2, 0.5, 0.7, 0.5, 0.2, 0.5, 0.5, 0.2, 0.9])
+    np.testing.assert_array_equal(binarize(p, 0.6), p >= 0.6)
+    # low regions [1, 4) and [5, 7) and [8, 9): the second never reaches 0.6
+    np.testing.assert_array_equal(binarize(p, 0.6, 0.4), [0, 1, 1, 1, 0, 0, 0, 0, 1])
+
+
+def test_gap_filling_only_between_music() -> None:
+    d = np.array([0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0], dtype=bool)
+    np.testing.assert_array_equal(fill_gaps(d, 3), [0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0])
+
+
+def test_short_music_dropped() -> None:
+    d = np.array([1, 0, 1, 1, 1, 0, 1, 1], dtype=bool)
+    np.testing.assert_array_equal(drop_short_music(d, 2), [0, 0, 1, 1, 1, 0, 1, 1])
+
+
+def test_decide_fills_gaps_before_dropping_short_music() -> None:
+    p = np.r_[np.full(5, 0.9), np.full(2, 0.1), np.full(5, 0.9), np.full(20, 0.1)]
+    smoothing = Smoothing(median_seconds=0, min_music=0.08, min_non_music=0.03)
+    # the 2-frame gap is filled first, so the joined 12-frame run outlives min_music
+    assert decide(p, smoothing, 0.5).sum() == 12
+    assert decide(p, Smoothing(median_seconds=0, threshold=0.95, min_music=0), 0.5).sum() == 0
+
+
+def test_smoothing_rejects_low_threshold_above_threshold() -> None:
+    with pytest.raises(ConfigError, match="low_threshold"):
+        Smoothing(threshold=0.4, low_threshold=0.6)
+    with pytest.raises(ValueError, match="low_threshold"):
+        decide(np.zeros(3), Smoothing(low_threshold=0.6), default_threshold=0.4)
+
+
+def test_segments_give_back_the_decisions_as_frame_labels() -> None:
+    decisions = np.array([0, 1, 1, 1, 0, 0, 1, 1], dtype=bool)
+    duration = 0.075  # frames centred at 0 … 0.07 s
+    segments = to_segments(decisions, 0.01, duration)
+    assert [s.label for s in segments] == ["no-music", "music", "no-music", "music"]
+    assert segments[1].onset == pytest.approx(0.01) and segments[1].offset == pytest.approx(0.04)
+    assert segments[-1].offset == duration
+    item = LabelledAudio(Path("x.wav"), [(s.onset, s.offset, s.label == "music")
+                                         for s in segments], duration)
+    labels, mask = frame_labels(item, len(decisions))
+    assert mask.all()
+    np.testing.assert_array_equal(labels.astype(bool), decisions)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+SEGMENTS = [Segment(0.0, 1.5, "no-music"), Segment(1.5, 4.25, "music"),
+            Segment(4.25, 5.0, "no-music"), Segment(5.0, 6.125, "music")]
+MUSIC = [(1.5, 4.25), (5.0, 6.125)]
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv"])
+def test_delimited_segments_parse_back(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"x.{fmt}"
+    write_segments(path, SEGMENTS, fmt, "x")  # type: ignore[arg-type]
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t" if fmt == "tsv" else ","))
+    assert [(float(r["onset"]), float(r["offset"]), r["label"]) for r in rows] == [
+        (s.onset, s.offset, s.label) for s in SEGMENTS]
+
+
+def test_audacity_labels_parse_back(tmp_path: Path) -> None:
+    write_segments(tmp_path / "x.txt", SEGMENTS, "audacity", "x")
+    rows = [line.split("\t") for line in (tmp_path / "x.txt").read_text().splitlines()]
+    assert [(float(a), float(b)) for a, b, _ in rows] == MUSIC
+    assert {label for *_, label in rows} == {"music"}
+
+
+def test_rttm_parses_back(tmp_path: Path) -> None:
+    write_segments(tmp_path / "x.rttm", SEGMENTS, "rttm", "my file")
+    rows = [line.split(" ") for line in (tmp_path / "x.rttm").read_text().splitlines()]
+    assert all(len(row) == 10 and row[0] == "SPEAKER" and row[1] == "my_file" for row in rows)
+    ends = [(float(r[3]), float(r[3]) + float(r[4])) for r in rows]
+    np.testing.assert_allclose(ends, MUSIC, atol=1e-6)
+    assert {row[7] for row in rows} == {"music"}
+
+
+def test_json_parses_back(tmp_path: Path) -> None:
+    write_segments(tmp_path / "x.json", SEGMENTS, "json", "x")
+    data = json.loads((tmp_path / "x.json").read_text())
+    assert data["file"] == "x"
+    assert [Segment(**s) for s in data["segments"]] == SEGMENTS
+
+
+def test_output_names_are_distinct_and_stay_in_the_folder(tmp_path: Path) -> None:
+    paths = [tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", tmp_path / "b" / "..wav"]
+    names = output_names(paths)
+    assert len(set(names)) == 3
+    out = tmp_path / "out"
+    for name in names:
+        assert (out / f"{name}.segments.tsv").resolve().parent == out.resolve()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_detect_writes_segments_and_frame_scores(tmp_path: Path, model_file: Path) -> None:
+    audio = write_wav(tmp_path / "in" / "prog.wav", 4.0)
+    out = tmp_path / "out"
+    args = ["detect", str(model_file), str(tmp_path / "in"), "--out", str(out), "--quiet"]
+    assert main([*args, "--frame-scores", "csv", "--block-seconds", "1"]) == 0
+    assert main([*args, "--frame-scores", "npy", "--format", "json", "--threshold", "0"]) == 0
+    with open(out / "prog.frames.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    times = np.array([float(r["time"]) for r in rows])
+    probs = np.array([float(r["music_prob"]) for r in rows])
+    np.testing.assert_allclose(times, np.arange(len(rows)) * 0.01, atol=1e-9)  # frame centres
+    assert len(rows) == 1 + len(load_audio(audio)) // 160
+    expected = detect_file(load_model(model_file), audio).probabilities
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    np.testing.assert_allclose(np.load(out / "prog.frames.npy"), expected, atol=1e-6)
+    segments = json.loads((out / "prog.segments.json").read_text())["segments"]
+    assert [s["label"] for s in segments] == ["music"]  # threshold 0: everything is music
+    assert segments[0]["offset"] == pytest.approx(4.0)
+    assert (out / "prog.segments.tsv").read_text().startswith("onset\toffset\tlabel\n")
+
+
+def test_cli_skip_bad_reports_and_fails(
+    tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    write_wav(folder / "good1.wav", 2.0)
+    write_wav(folder / "good2.wav", 2.5, seed=1)
+    (folder / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    out = tmp_path / "out"
+    args = ["detect", str(model_file), str(folder), "--out", str(out), "--quiet"]
+    assert main([*args, "--skip-bad"]) == 1
+    assert "bad.wav" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["good1.segments.tsv", "good2.segments.tsv"]
+    assert main(args) == 2  # without --skip-bad the first bad file stops the run
+    assert "bad.wav" in capsys.readouterr().err
