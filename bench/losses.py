@@ -6,8 +6,8 @@ Prints, for N⁺ = N⁻ = N, forward+backward time of `auc_loss` and of the naiv
 version, their ratio and agreement, and the peak memory each adds above its inputs (resident
 high-water mark, reset through /proc/self/clear_refs); then a BiGRU training step (forward +
 loss + backward + Adam) on (B, 300, 140) with aAUCsum(0.75, 1e-3) against the same step with
-cross entropy. Times are the best of --repeats calls, or of as many as fit in --min-seconds
-(the machine may be shared: the minimum is the least disturbed).
+cross entropy. Each time is the best of at least --repeats calls (and 1 s of calls), the
+compared steps taking turns, so a shared machine's load falls on both alike.
 """
 
 from __future__ import annotations
@@ -53,16 +53,24 @@ def forward_backward(kernel: str, scores: torch.Tensor, labels: torch.Tensor):
     return value.detach(), scores.grad
 
 
-def best_time(step: Callable[[], object], repeats: int, min_seconds: float = 1.0) -> float:
-    """Best wall time of one call (after a warm-up), over at least ``repeats`` calls and
-    ``min_seconds`` of calls, seconds."""
-    step()
-    times: list[float] = []
-    while len(times) < repeats or sum(times) < min_seconds:
-        start = time.perf_counter()
+def best_times(
+    steps: dict[str, Callable[[], object]], repeats: int, min_seconds: float = 1.0
+) -> dict[str, float]:
+    """Best wall time of one call of each step, seconds. The steps run in turn (after one
+    warm-up each), at least ``repeats`` rounds and ``min_seconds``, so load from other
+    processes falls on all of them alike."""
+    for step in steps.values():
         step()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or time.perf_counter() - started < min_seconds:
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
+    return {name: min(values) for name, values in times.items()}
 
 
 def _status_kib(field: str) -> int:
@@ -95,7 +103,7 @@ def bench_kernels(sizes: list[int], repeats: int) -> None:
         scores, labels = make_pairs(n)
         steps = {k: partial(forward_backward, k, scores, labels) for k in KERNELS}
         memory = {k: extra_peak_mib(step) for k, step in steps.items()}
-        timing = {k: best_time(step, repeats) for k, step in steps.items()}
+        timing = best_times(steps, repeats)
         (fused_value, fused_grad), (naive_value, naive_grad) = (
             forward_backward(k, scores, labels) for k in KERNELS)
         diff = max(((fused_value - naive_value).abs() / naive_value.abs()).item(),
@@ -115,8 +123,8 @@ def bench_training_step(batches: list[int], repeats: int) -> None:
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
         features = torch.rand(batch, FRAMES, 140)
         labels = (torch.rand(batch, FRAMES) < 0.5).float()
-        timing = {name: best_time(partial(train_step, model, optimiser, loss, features, labels),
-                                  repeats) for name, loss in losses.items()}
+        timing = best_times({name: partial(train_step, model, optimiser, loss, features, labels)
+                             for name, loss in losses.items()}, repeats)
         print(f"{batch:>4} {timing['ce']:>7.3f} {timing['aaucsum']:>10.3f} "
               f"{timing['aaucsum'] / timing['ce']:>5.2f}x")
 
@@ -130,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     for threads in args.threads:
         torch.set_num_threads(threads)
-        print(f"\n== torch {torch.__version__}, {threads} thread(s), best of {args.repeats}")
+        print(f"\n== torch {torch.__version__}, {threads} thread(s), best of >= {args.repeats}")
         bench_kernels(args.sizes, args.repeats)
         bench_training_step(args.batches, args.repeats)
 

@@ -111,7 +111,10 @@ CONFIGS = [
     [(1, 1, 1.0), (2, 3, 1.0), (37, 53, 1.0), (300, 200, 0.3), (40, 60, 50.0)],
     ids=["one-pair", "tiny", "random", "dense", "extreme"],
 )
-def test_matches_float64_reference(config, n_pos, n_neg, spread):
+@pytest.mark.parametrize("chunk_elements", [losses.CHUNK_ELEMENTS, 64], ids=["one-chunk", "chunks"])
+def test_matches_float64_reference(config, n_pos, n_neg, spread, chunk_elements, monkeypatch):
+    # small chunks of sorted positives take the separable path, wide ones the direct sigmoid
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", chunk_elements)
     scores, labels = make_batch(n_pos, n_neg, spread=spread)
     if spread == 50.0:
         scores = scores.clamp(-50, 50)
