@@ -36,6 +36,8 @@ AUDIO_EXTENSIONS = frozenset(
 _EXPECTED = "expected an audio file that soundfile (wav, flac, ogg, mp3, ...) or audioread decodes"
 _GLOB_CHARACTERS = frozenset("*?[")
 _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)  # data sizes written by recorders that never finalised
+# What libsndfile says of an existing file named .mp3 in which it finds no MPEG frame.
+_LIBSNDFILE_NO_FRAMES = "File does not exist or is not a regular file"
 
 
 class AudioError(ValueError):
@@ -141,6 +143,8 @@ def _decoder_errors(path: Path) -> Iterator[None]:
 def _reason(error: BaseException) -> str:
     """One line saying what went wrong, without the file name libsndfile prefixes."""
     message = getattr(error, "error_string", None) or str(error) or type(error).__name__
+    if message.startswith(_LIBSNDFILE_NO_FRAMES):  # the file exists: `_check_file` ran first
+        return "no audio frames found"
     return " ".join(message.split())
 
 

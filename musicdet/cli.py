@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .audio import AudioError
-from .configtools import ConfigError
+from .configtools import ConfigError, parse_yaml
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     validation AUC), OUT/history.json and OUT/config.yaml.
     """
     from .config import RunConfig, apply_overrides, load_run_config
-    from .train import train
+    from .train import NonFiniteLossError, train
 
     config = load_run_config(args.config) if args.config else RunConfig()
     overrides = list(args.set)
@@ -61,7 +61,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.device:
         overrides += [f"training.device={args.device}"]
     config = apply_overrides(config, overrides)
-    result = train(config, args.out, resume=not args.restart, progress=not args.quiet)
+    try:
+        result = train(config, args.out, resume=not args.restart, progress=not args.quiet)
+    except NonFiniteLossError as error:
+        print(f"musicdet: training failed: {error}", file=sys.stderr)
+        return 1
     best = result.best
     print(
         f"best epoch {best.epoch}: val AUC {best.val_auc:.4f}, EER {best.val_eer:.4f}\n"
@@ -76,8 +80,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Frame-level, no collar, pooled over all files and per file. Writes OUT/metrics.json,
     OUT/roc.png and OUT/scores.png; --bootstrap N adds 95 % intervals resampling whole files.
     """
-    import yaml
-
     from .evaluate import evaluate_model
 
     options = {}
@@ -85,7 +87,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(item, "option must look like key=value")
-        options[key] = yaml.safe_load(raw)
+        options[key] = parse_yaml(raw, f"--option {key}")
     report = evaluate_model(
         args.model, args.data, args.out, format=args.format, options=options,
         cache_dir=args.cache_dir, bootstrap=args.bootstrap, seed=args.seed,

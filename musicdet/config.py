@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .configtools import ConfigError, from_dict, load_config, require, to_dict
+from .configtools import ConfigError, from_dict, load_config, parse_yaml, require, to_dict
 from .features import FeatureConfig
 from .fsutil import write_text
 from .losses import LossConfig
@@ -131,9 +131,5 @@ def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(key, f"unknown section {part!r}")
             node = node[part]
-        try:
-            node[leaf] = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            problem = getattr(error, "problem", None) or type(error).__name__
-            raise ConfigError(key, f"value {raw!r} is not valid YAML ({problem})") from None
+        node[leaf] = parse_yaml(raw, key)
     return RunConfig.from_dict(data)

@@ -18,6 +18,9 @@ import yaml
 
 T = TypeVar("T")
 
+# Characters str.splitlines() breaks at, escaped so that an error message stays one line.
+_LINE_BREAKS = {ord(char): repr(char)[1:-1] for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
 
 class ConfigError(ValueError):
     """A config key or value breaks a rule. ``str()`` is one line: ``key: rule, got value``."""
@@ -25,7 +28,7 @@ class ConfigError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         self.message = message
-        super().__init__(f"{key}: {message}" if key else message)
+        super().__init__((f"{key}: {message}" if key else message).translate(_LINE_BREAKS))
 
     def within(self, prefix: str) -> ConfigError:
         """The same error with its key prefixed by ``prefix`` (a dotted path or a file)."""
@@ -69,13 +72,22 @@ def load_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise ConfigError(str(path), f"cannot read: {error.strerror or error}") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML ``text`` with the safe loader; errors are one `ConfigError` naming ``where``."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = getattr(error, "problem", error)
-        raise ConfigError(str(path), f"not valid YAML{where}: {problem}") from None
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ConfigError(where, f"not valid YAML{line}: {problem}") from None
+    except ValueError as error:  # a tagged or implicit scalar that does not convert: !!int x
+        raise ConfigError(where, f"not valid YAML: {error}") from None
+    except RecursionError:
+        raise ConfigError(where, "not valid YAML: nested too deeply") from None
 
 
 def load_config(cls: type[T], path: str | Path) -> T:

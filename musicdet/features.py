@@ -47,6 +47,8 @@ FEATURE_VERSION = 1
 """Bump whenever extraction code changes its output: cached features are keyed by it."""
 
 CHROMA_BINS = 12
+MAX_N_FFT = 1 << 16  # 4.1 s at 16 kHz; with MAX_N_MELS it bounds the Mel matrix to 134 MB
+MAX_N_MELS = 1024
 CHROMA_CONFIG = Path(__file__).with_name("chroma.conf")
 _CHROMA_LEVEL = "chroma"  # the sink level in CHROMA_CONFIG
 _INT16_MAX = 32767 / 32768  # openSMILE receives int16(signal * 32768)
@@ -83,8 +85,15 @@ class FeatureConfig:
             "0 < hop_length <= win_length",
             self.hop_length,
         )
-        require(self.n_fft >= self.win_length, "n_fft", "n_fft >= win_length", self.n_fft)
-        require(self.n_mels > 0, "n_mels", "n_mels > 0", self.n_mels)
+        require(
+            self.win_length <= self.n_fft <= MAX_N_FFT,
+            "n_fft",
+            f"win_length <= n_fft <= {MAX_N_FFT}",
+            self.n_fft,
+        )
+        require(
+            0 < self.n_mels <= MAX_N_MELS, "n_mels", f"0 < n_mels <= {MAX_N_MELS}", self.n_mels
+        )
         require(
             0 <= self.fmin < self.fmax <= self.sample_rate / 2,
             "fmax",
@@ -232,7 +241,7 @@ def write_features(
     """Write raw features of each file to ``out_dir/NAME.npy``; return the files skipped.
 
     A file that cannot be read raises its `AudioError`, unless ``skip_bad``: then it is
-    reported on stderr, listed with its error message in the result, and the rest go on.
+    listed with its error message in the result (for the caller to report) and the rest go on.
     """
     paths = [Path(path) for path in paths]
     _check_unique_stems(paths)
@@ -243,7 +252,6 @@ def write_features(
         except AudioError as error:
             if not skip_bad:
                 raise
-            tqdm.write(f"skipped {error}")
             failures.append((path, str(error)))
             continue
         save_npy(Path(out_dir) / f"{path.stem}.npy", features)

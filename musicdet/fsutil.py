@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary name in the same folder, fsync, then rename.
 
 A crash never leaves a half-written file under the final name, so a later run can trust
-whatever it finds there.
+whatever it finds there. Files get the permissions ``open()`` would give them (0o666 less the
+umask), not the owner-only mode of a temporary file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import IO, Any
 
 import numpy as np
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # reading the umask means setting it: put it back at once
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -25,6 +29,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        tmp.chmod(0o666 & ~_UMASK)
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())

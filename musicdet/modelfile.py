@@ -8,7 +8,9 @@ normalisation, validation metrics, package versions), so it loads with
 from __future__ import annotations
 
 import json
+import pickle
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,9 +119,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelFileError(
-            f"{path}: not a readable musicdet model file (truncated, or not one): {reason[:200]}"
+            f"{path}: not a readable musicdet model file (truncated, or not one): "
+            f"{load_problem(error)}"
         ) from None
     if not isinstance(payload, dict) or not {"meta", "state_dict"} <= payload.keys():
         raise ModelFileError(f"{path}: not a musicdet model file (no meta/state_dict)")
@@ -131,3 +133,14 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         raise ModelFileError(f"{path}: not a musicdet model file (metadata or weights of the "
                              "wrong type)")
     return meta, payload["state_dict"]
+
+
+def load_problem(error: Exception) -> str:
+    """One line saying why ``torch.load(..., weights_only=True)`` refused a file."""
+    if isinstance(error, pickle.UnpicklingError):  # the weights-only unpickler's refusal
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        name = f" ({found.group(1)})" if found else ""
+        return (f"it holds pickled Python objects{name}, not only tensors: refused, as loading "
+                "them could run code")
+    text = " ".join(str(error).split())
+    return text.split(". ")[0][:200] or type(error).__name__

@@ -163,11 +163,13 @@ def _window(example: Example, start: int, frames: int) -> tuple[np.ndarray, ...]
 
 
 def _stack(windows: list[tuple[np.ndarray, ...]]) -> Batch:
+    """Copied into torch's 64-byte aligned memory: MKL's float results depend on alignment, and
+    numpy's arrays (sometimes only 16-byte aligned) made runs differ in the last bits."""
     features, labels, mask = (np.stack(parts) for parts in zip(*windows, strict=True))
     return Batch(
-        torch.from_numpy(features.astype(np.float32, copy=False)),
-        torch.from_numpy(labels.astype(np.float32, copy=False)),
-        torch.from_numpy(mask.astype(bool, copy=False)),
+        torch.tensor(features, dtype=torch.float32),
+        torch.tensor(labels, dtype=torch.float32),
+        torch.tensor(mask, dtype=torch.bool),
     )
 
 

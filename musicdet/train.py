@@ -29,7 +29,7 @@ from .fsutil import atomic_path, write_text
 from .losses import Loss, build_loss
 from .metrics import evaluate
 from .model import BiGRUDetector
-from .modelfile import save_model
+from .modelfile import load_problem, save_model
 from .sequences import (
     Example,
     frame_logits,
@@ -120,17 +120,17 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.yaml")
     device = _device(config.training.device)
+    torch.manual_seed(config.seed)
+    model = BiGRUDetector(config.model).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.training.lr_start)
+    history: list[EpochReport] = []
+    if resume and (out / CHECKPOINT).exists():  # before the data: a bad checkpoint fails fast
+        history = _restore(out / CHECKPOINT, model, optimiser, config)
     data = data or prepare_data(config, progress)
     normalizer = Normalizer.fit((e.features for e in data.train), config.features)
     train_set = _normalised(data.train, normalizer)
     val_set = _normalised(data.validation, normalizer)
-    torch.manual_seed(config.seed)
-    model = BiGRUDetector(config.model).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.training.lr_start)
     loss_fn = build_loss(config.loss)
-    history: list[EpochReport] = []
-    if resume and (out / CHECKPOINT).exists():
-        history = _restore(out / CHECKPOINT, model, optimiser, config)
     n_sequences = config.training.sequences_per_epoch or sequences_per_epoch(
         train_set, config.training.sequence_frames
     )
@@ -278,9 +278,8 @@ def _restore(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({reason}); delete it or train "
-                         "without resume") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({load_problem(error)}); delete it "
+                         "or train without resume") from None
     if not isinstance(state, dict) or state.get("config") != config.to_yaml():
         raise ValueError(
             f"{path}: checkpoint of a different config; use another output folder "

@@ -124,3 +124,16 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, cache: Path, 
     monkeypatch.setattr(train_module, "build_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1: loss is nan"):
         train(tiny_config(cache), tmp_path, data=data, progress=False)
+
+
+def test_cli_reports_non_finite_loss_in_one_line(tmp_path: Path, cache: Path, monkeypatch, capsys):
+    from musicdet import train as train_module
+    from musicdet.cli import main
+
+    def diverge(*args, **kwargs):
+        raise NonFiniteLossError("epoch 3, step 7: loss is nan")
+
+    monkeypatch.setattr(train_module, "train", diverge)
+    tiny_config(cache).save(tmp_path / "run.yaml")
+    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == "musicdet: training failed: epoch 3, step 7: loss is nan\n"
