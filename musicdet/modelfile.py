@@ -55,7 +55,8 @@ class Detector:
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Frame logits (T,) for one file's raw features (T, 140)."""
         window = self.config.training.sequence_frames
-        return frame_logits(self.model, self.normalizer.apply(features), window)
+        device = next(self.model.parameters()).device
+        return frame_logits(self.model, self.normalizer.apply(features), window, device)
 
 
 def save_model(

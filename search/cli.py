@@ -1,0 +1,164 @@
+"""`musicdet-search`: run, watch, rank and export loss-configuration studies.
+
+Every command takes the study's spec file (studies/*.yaml): it names the study, its Optuna
+storage and its MLflow settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from musicdet.configtools import ConfigError
+
+from .export import export_best, format_table, load_study, top_trials
+from .runner import run_study, study_counts, tally
+from .spec import StudySpec, check_database_url, load_spec
+from .tracking import StudyTracker, load_settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a study (or continue it with --resume, or join it from a second driver)."""
+    spec = _spec(args)
+    result = run_study(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
+    best = f"best value {result.best_value:.4f} (trial {result.best_trial})" \
+        if result.best_value is not None else "no completed trial"
+    print(f"study {result.name}: {result.finished}/{result.n_trials} trials finished in "
+          f"{result.seconds:.0f} s; {best}")
+    return 0 if result.finished >= result.n_trials else 3
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Trials by state, best so far and an ETA."""
+    spec = _spec(args)
+    study = load_study(spec)
+    trials = study.get_trials(deepcopy=False)
+    counts = study_counts(study)
+    print(f"study {spec.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    rows = top_trials(spec, study, 1)
+    if rows:
+        print(f"best: trial {rows[0].number} {spec.search.objective.metric} "
+              f"{rows[0].value:.4f} {rows[0].loss}")
+    done = [t.duration.total_seconds() for t in trials if t.duration and t.datetime_complete]
+    left = int(spec.search.n_trials or 0) - tally(trials).finished
+    if done and left > 0:
+        eta = left * sum(done) / len(done) / spec.resources.max_concurrent
+        print(f"{left} trials to go, about {eta / 60:.1f} min at {spec.resources.max_concurrent} "
+              "at once")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    """Table of the top trials."""
+    spec = _spec(args)
+    print(format_table(top_trials(spec, load_study(spec), args.top),
+                       spec.search.objective.metric))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the best trial's run config (for `musicdet train --config`)."""
+    spec = _spec(args)
+    number, path = export_best(spec, args.out, register=args.register)
+    print(f"trial {number} → {path}")
+    if args.register:
+        print(f"registered as {load_settings(spec.mlflow).registered_model}@champion")
+    print(f"train it: musicdet train --config {path}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the MLflow UI for the study's backend on 127.0.0.1; print the study's URL."""
+    spec = _spec(args)
+    settings = load_settings(spec.mlflow)
+    tracker = StudyTracker(settings, spec.name)
+    base = f"http://{args.host}:{args.port}"
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               tracker.settings.tracking_uri, "--host", args.host,
+                               "--port", str(args.port)])
+    print(f"MLflow UI for study {spec.name}: {tracker.ui_url(base)}", flush=True)
+    try:
+        while server.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        server.terminate()
+    return server.wait()
+
+
+def _spec(args: argparse.Namespace) -> StudySpec:
+    spec = load_spec(args.spec)
+    if getattr(args, "storage", None):
+        check_database_url(args.storage, "--storage")
+        spec = replace(spec, storage=replace(spec.storage, url=args.storage))
+    if getattr(args, "trials", None):
+        if spec.search.grid is not None:
+            raise ConfigError("--trials", "a grid study runs each grid entry once")
+        spec = replace(spec, search=replace(spec.search, n_trials=args.trials))
+    return spec
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an existing study (or join it from another driver)")
+    p.add_argument("--address", help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+    p.add_argument("--trials", type=int, help="override search.n_trials")
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="YAML file to write")
+    p.add_argument("--register", action="store_true",
+                   help="register the best model in MLflow with alias `champion`")
+
+
+def _best_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top", type=int, default=10)
+
+
+def _ui_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int],
+                          Callable[[argparse.ArgumentParser], None] | None]] = {
+    "run": (cmd_run, _run_args),
+    "status": (cmd_status, None),
+    "best": (cmd_best, _best_args),
+    "export": (cmd_export, _export_args),
+    "ui": (cmd_ui, _ui_args),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="musicdet-search", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (func, add_args) in COMMANDS.items():
+        sub = commands.add_parser(name, help=func.__doc__, description=func.__doc__)
+        sub.add_argument("spec", help="study spec YAML (studies/*.yaml)")
+        sub.add_argument("--storage", help="Optuna storage URL (overrides the spec)")
+        if add_args is not None:
+            add_args(sub)
+        sub.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as error:
+        print(f"musicdet-search: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("musicdet-search: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

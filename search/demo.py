@@ -1,0 +1,36 @@
+"""The README's main command: run a study, export its best config, train the final model.
+
+    python -m search.demo studies/smoke.yaml
+
+Idempotent: a study already in its storage is resumed (a finished one is left as it is).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from musicdet.config import load_run_config
+from musicdet.train import train
+
+from .export import export_best
+from .runner import run_study
+from .spec import load_spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec_path = args[0] if args else "studies/smoke.yaml"
+    spec = load_spec(spec_path)
+    result = run_study(spec, resume=True)
+    best_yaml = spec.workdir / "best.yaml"
+    number, _ = export_best(spec, best_yaml)
+    print(f"best trial {number} (value {result.best_value:.4f}) exported to {best_yaml}")
+    final = train(load_run_config(best_yaml), spec.workdir / "final", progress=True)
+    print(f"\nfinal model: {final.model_path} (validation AUC {final.best.val_auc:.4f})")
+    print(f"detect music: musicdet detect {final.model_path} AUDIO --out DIR")
+    print(f"browse the study: musicdet-search ui {spec_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

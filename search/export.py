@@ -1,0 +1,104 @@
+"""Selection and export: the top trials of a study, and the best one as a run config.
+
+The exported YAML is what `musicdet train --config` reads: the study's base config with the
+best trial's loss. Trained again with it, the model reproduces the trial's validation AUC
+(same data, seed and epochs; a trial that ASHA stopped early ran fewer epochs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from musicdet.config import RunConfig
+
+from .runner import RETRY_OF, open_storage
+from .space import complete_params, describe, loss_config
+from .spec import StudySpec
+from .tracking import ORIGIN, ROLE, StudyTracker, load_settings
+
+
+@dataclass
+class TrialRow:
+    """One line of `best`'s table."""
+
+    number: int
+    value: float
+    loss: str
+    epochs: int
+    seconds: float
+
+
+def load_study(spec: StudySpec) -> optuna.Study:
+    """The spec's Optuna study (it must exist)."""
+    storage = open_storage(spec.storage_url, spec)
+    try:
+        return optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        raise SystemExit(f"no study {spec.name!r} in {spec.storage_url}; run it first") from None
+
+
+def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[TrialRow]:
+    """The ``count`` best COMPLETE trials, best first."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    reverse = spec.search.objective.direction == "maximize"
+    complete.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
+    return [TrialRow(t.number, float(t.value), describe(_params(spec, t)),  # type: ignore[arg-type]
+                     int(t.user_attrs.get("epochs", spec.training.epochs)),
+                     t.duration.total_seconds() if t.duration else float("nan"))
+            for t in complete[:count]]
+
+
+def format_table(rows: list[TrialRow], metric: str) -> str:
+    """Plain-text table of ``rows``."""
+    lines = [f"{'trial':>5}  {metric:>8}  {'epochs':>6}  {'seconds':>8}  loss"]
+    lines += [f"{r.number:>5}  {r.value:>8.4f}  {r.epochs:>6}  {r.seconds:>8.1f}  {r.loss}"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def best_config(spec: StudySpec, study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, RunConfig]:
+    """The best trial and the run config that reproduces it."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        raise SystemExit(f"study {spec.name!r} has no completed trial yet")
+    trial = study.best_trial
+    return trial, spec.base_config(loss_config(_params(spec, trial)))
+
+
+def export_best(spec: StudySpec, out: str | Path, register: bool = False) -> tuple[int, Path]:
+    """Write the best trial's config YAML to ``out`` (atomically); optionally register its
+    model as ``<registered_model>@champion``. Returns the trial number and the path."""
+    study = load_study(spec)
+    trial, config = best_config(spec, study)
+    config.save(out)
+    if register:
+        register_champion(spec, trial)
+    return trial.number, Path(out)
+
+
+def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
+    """Register the model file logged by ``trial``'s MLflow run; alias it `champion`."""
+    settings = load_settings(spec.mlflow)
+    tracker = StudyTracker(settings, spec.name)
+    origin = trial.user_attrs.get(RETRY_OF, trial.number)
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"tags.`{ORIGIN}` = '{origin}' and tags.`{ROLE}` = 'trial'", max_results=1)
+    if not runs:
+        raise SystemExit(f"no MLflow run for trial {trial.number} of study {spec.name!r}")
+    run = runs[0]
+    client, name = tracker.client, settings.registered_model
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(
+        name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+        tags={"study": spec.name, "optuna_trial": str(trial.number)})
+    client.set_registered_model_alias(name, "champion", version.version)
+    return int(version.version)
+
+
+def _params(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict:
+    return complete_params(spec.search, trial.params)

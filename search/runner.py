@@ -1,0 +1,529 @@
+"""Run a study: Optuna samples, Ray Tune dispatches trials, the driver tracks them in MLflow.
+
+The Optuna study in its RDB storage is the single source of truth, which is what makes
+``--resume`` and several drivers safe:
+
+- A driver records a heartbeat for each trial it runs. A RUNNING trial whose heartbeat is
+  older than ``storage.grace_seconds`` belonged to a dead driver: any driver marks it FAIL and
+  enqueues its parameters again (``retry_of`` = the original trial number), so the retry
+  continues the same trial folder (checkpoint) and MLflow run. A driver that stops on Ctrl-C
+  or an error requeues its own running trials at once.
+- A trial *counts* when it is COMPLETE, PRUNED, FAILED for a reason of its own (it raised,
+  non-finite loss), RUNNING or WAITING. A new trial is asked for only while fewer than
+  ``n_trials`` count; one that another driver made surplus (more than ``n_trials`` counted
+  trials with lower numbers) is marked FAIL/surplus and never run. So the study ends with
+  exactly ``n_trials`` finished trials and unique trial numbers, however often drivers die.
+- Each driver session is a fresh Tuner (never ``Tuner.restore``): Ray's experiment snapshot
+  lags behind the Optuna study, the study does not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import optuna
+import ray
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from musicdet.config import RunConfig
+from musicdet.configtools import ConfigError
+from musicdet.train import prepare_data
+
+from .space import describe, grid_points, logged_params, sample
+from .spec import SearchSpec, StudySpec, hide_password
+from .tracking import StudyTracker, load_settings, retry_schema_race
+from .trainable import FAILED, OBJECTIVE, run_trial, trial_dir, write_trial_plots
+
+RETRY_OF, FAIL_REASON, SURPLUS = "retry_of", "fail_reason", "surplus"
+SPEC_ATTR, PARENT_ATTR = "musicdet_spec", "mlflow_parent_run"
+EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_eer", "val_recall", "val_f1",
+                 "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
+WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+# ---------------------------------------------------------------- Optuna study and storage
+
+
+def open_storage(url: str, spec: StudySpec) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats; stale trials of dead drivers are requeued."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    def create() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"pool_pre_ping": True},
+                heartbeat_interval=spec.storage.heartbeat_seconds,
+                grace_period=spec.storage.grace_seconds,
+                heartbeat_stale_trial_callback=requeue,
+            )
+
+    try:
+        return retry_schema_race(create)
+    except Exception as error:  # sqlalchemy/psycopg raise many kinds; all mean "cannot open"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError("storage.url", f"cannot open {hide_password(url)}: {first}") from None
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Enqueue the parameters of a trial that lost its driver, remembering where it came from."""
+    origin = trial.user_attrs.get(RETRY_OF, trial.number)
+    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin}, skip_if_exists=False)
+
+
+def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
+    """What must not change between the drivers and sessions of one study."""
+    base = spec.base_config().to_dict()
+    base.pop("loss")
+    for key in ("cache_dir", "path"):
+        base["data"].pop(key)
+    search = spec.to_dict()["search"]
+    search.pop("n_trials")
+    return {"base": base, "search": search}
+
+
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, resume: bool,
+               on_create: Callable[[], dict[str, Any]] = dict) -> optuna.Study:
+    """Create the study (enqueueing a grid), or load it when resuming; the spec must match.
+
+    ``on_create`` gives attributes (the MLflow parent run) that the creating driver stores
+    before the spec fingerprint, which other drivers wait for.
+    """
+    direction = spec.search.objective.direction
+    fingerprint = json.dumps(spec_fingerprint(spec), sort_keys=True)
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+        stored = _wait_for_attr(study, SPEC_ATTR)
+        if not resume and study.trials:
+            raise ConfigError("name", f"study {spec.name!r} already has {len(study.trials)} "
+                              "trials; add --resume to continue it or choose a new name") from None
+        if stored is not None and stored != fingerprint:
+            raise ConfigError("name", f"study {spec.name!r} exists with a different base config "
+                              "or search space; keep its spec or choose a new name") from None
+        return study
+    if spec.search.grid is not None:
+        for point in grid_points(spec.search):
+            study.enqueue_trial(point)
+    for key, value in on_create().items():
+        study.set_user_attr(key, value)
+    study.set_user_attr(SPEC_ATTR, fingerprint)
+    return study
+
+
+def _wait_for_attr(study: optuna.Study, key: str, seconds: float = 30.0) -> Any:
+    """A study attribute its creating driver is about to set (None if it never comes)."""
+    deadline = time.monotonic() + seconds
+    while key not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return study.user_attrs.get(key)
+
+
+@dataclass
+class Tally:
+    """Trials of a study by what they mean for the budget."""
+
+    counted: int = 0  # COMPLETE, PRUNED, own-reason FAIL, RUNNING, WAITING
+    finished: int = 0  # COMPLETE, PRUNED, own-reason FAIL
+    waiting: int = 0
+    running: int = 0
+
+
+def tally(trials: list[optuna.trial.FrozenTrial], below: int | None = None) -> Tally:
+    """Count ``trials`` (only those numbered below ``below`` if given)."""
+    result = Tally()
+    for trial in trials:
+        if below is not None and trial.number >= below:
+            continue
+        done = trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+            trial.state == TrialState.FAIL and FAIL_REASON in trial.user_attrs)
+        result.finished += done
+        result.waiting += trial.state == TrialState.WAITING
+        result.running += trial.state == TrialState.RUNNING
+        result.counted += done or trial.state in (TrialState.RUNNING, TrialState.WAITING)
+    return result
+
+
+# ---------------------------------------------------------------- the searcher
+
+
+class Heartbeat:
+    """A daemon thread that records a heartbeat for each of this driver's running trials."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, interval: float) -> None:
+        self._storage, self._interval = storage, interval
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
+        self._thread.start()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner (so the searcher): a copy has no thread and beats no one."""
+        return {"_interval": self._interval}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _ids=set(), _storage=None)
+
+    def add(self, trial_id: int) -> None:
+        self._storage.record_heartbeat(trial_id)
+        with self._lock:
+            self._ids.add(trial_id)
+
+    def discard(self, trial_id: int) -> None:
+        with self._lock:
+            self._ids.discard(trial_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                ids = list(self._ids)
+            for trial_id in ids:
+                try:
+                    self._storage.record_heartbeat(trial_id)
+                except Exception as error:  # a dropped connection must not kill the thread
+                    optuna.logging.get_logger("musicdet").warning("heartbeat failed: %s", error)
+
+
+def trial_space(search: SearchSpec, trial: optuna.Trial) -> dict[str, Any]:
+    """Sampled loss parameters plus the trial's number and origin (for folders and runs)."""
+    params = sample(trial, search)
+    return {**params, "trial_number": trial.number,
+            "origin": trial.user_attrs.get(RETRY_OF, trial.number)}
+
+
+def make_sampler(search: SearchSpec, offset: int) -> optuna.samplers.BaseSampler:
+    """Seeded sampler; ``offset`` (trials already in the study) decorrelates later drivers."""
+    seed = search.seed + offset
+    if search.sampler == "tpe":
+        with warnings.catch_warnings():  # `group` (conditional spaces) is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                              constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=seed)  # grid: the enqueued points come first
+
+
+class StudySearcher(OptunaSearch):
+    """OptunaSearch that keeps the study's trial budget exact across drivers and restarts."""
+
+    def __init__(self, spec: StudySpec, storage: optuna.storages.RDBStorage,
+                 heartbeat: Heartbeat, offset: int) -> None:
+        super().__init__(space=partial(trial_space, spec.search), metric=OBJECTIVE,
+                         mode=spec.search.objective.mode, sampler=make_sampler(spec.search, offset),
+                         study_name=spec.name, storage=storage)
+        self._n_trials = int(spec.search.n_trials or 0)
+        self._heartbeat = heartbeat
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        with warnings.catch_warnings():  # heartbeats outside Study.optimize: our own thread beats
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            return self._suggest(trial_id)
+
+    def _suggest(self, trial_id: str) -> dict | str | None:
+        optuna.storages.fail_stale_trials(self._ot_study)
+        now = tally(self._ot_study.get_trials(deepcopy=False))
+        if not now.waiting and now.counted >= self._n_trials:
+            if now.running > len(self._live()):  # other drivers' trials may still be requeued
+                if not self._live():
+                    time.sleep(WAIT_SECONDS)
+                return None
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        if tally(self._ot_study.get_trials(deepcopy=False), below=ot_trial.number).counted \
+                >= self._n_trials:
+            ot_trial.set_user_attr(SURPLUS, True)
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            del self._ot_trials[trial_id]
+            return None
+        self._heartbeat.add(ot_trial._trial_id)
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        self._heartbeat.discard(ot_trial._trial_id)
+        if result and FAILED in result:
+            ot_trial.set_user_attr(FAIL_REASON, result[FAILED])
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
+        if error:
+            ot_trial.set_user_attr(FAIL_REASON, "raised an exception (see its MLflow run)")
+        elif result:
+            ot_trial.set_user_attr("epochs", int(result.get("epoch", 0)))
+        super().on_trial_complete(trial_id, result, error)
+
+    def release(self) -> None:
+        """Requeue this driver's unfinished trials (the driver is stopping)."""
+        for trial_id in self._live():
+            ot_trial = self._ot_trials[trial_id]
+            self._heartbeat.discard(ot_trial._trial_id)
+            try:
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                continue
+            requeue(self._ot_study, self._ot_study._storage.get_trial(ot_trial._trial_id))
+            self._completed_trials.add(trial_id)
+
+    def _live(self) -> list[str]:
+        return [t for t in self._ot_trials if t not in self._completed_trials]
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Nothing to save: the Optuna storage holds the study (Tuner.restore is not used)."""
+
+
+# ---------------------------------------------------------------- MLflow and progress
+
+
+class TrackingCallback(tune.Callback):
+    """Streams trial results (on the driver) to MLflow and prints one line per finished trial."""
+
+    def __init__(self, tracker: StudyTracker, parent_id: str, workdir: Path, epochs: int,
+                 n_trials: int, progress: bool) -> None:
+        self.tracker, self.parent_id, self.workdir = tracker, parent_id, workdir
+        self.epochs, self.n_trials, self.progress = epochs, n_trials, progress
+        self.runs: dict[str, str] = {}
+        self.finished = 0
+        self.best: tuple[float, int] | None = None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        config = trial.config
+        self.runs[trial.trial_id] = self.tracker.trial_run(
+            self.parent_id, config["origin"], config["trial_number"], trial.trial_id,
+            logged_params(config))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if FAILED in result or trial.trial_id not in self.runs:
+            return
+        metrics = {k: result[k] for k in EPOCH_METRICS if k in result}
+        self.tracker.log_epoch(self.runs[trial.trial_id], metrics, int(result["epoch"]))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if FAILED in last:
+            self._finish(trial, "FAILED", last[FAILED])
+        else:
+            pruned = int(last.get("epoch", 0)) < self.epochs
+            self._finish(trial, "PRUNED" if pruned else "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error_file = getattr(trial, "error_file", None)
+        reason = Path(error_file).read_text()[-3000:] if error_file and os.path.exists(
+            error_file) else "the trial raised an exception"
+        self._finish(trial, "FAILED", reason)
+
+    def _finish(self, trial: Any, status: str, reason: str | None = None) -> None:
+        run_id = self.runs.pop(trial.trial_id, None)
+        folder = trial_dir(self.workdir, trial.config["origin"])
+        if not (folder / "roc.png").exists():
+            write_trial_plots(folder)
+        if run_id is not None:
+            self.tracker.finish_trial(run_id, status, _best_epoch(folder), folder, reason)
+        self.finished += 1
+        self._print(trial, status, reason)
+
+    def _print(self, trial: Any, status: str, reason: str | None) -> None:
+        if not self.progress:  # the stream itself is not kept: Ray pickles callbacks
+            return
+        objective = (trial.last_result or {}).get(OBJECTIVE, math.nan)
+        if status != "FAILED" and not math.isnan(objective) and (
+                self.best is None or objective > self.best[0]):
+            self.best = (objective, trial.config["trial_number"])
+        detail = reason.strip().splitlines()[-1][:120] if reason else f"{OBJECTIVE} {objective:.4f}"
+        best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else ""
+        print(f"[{self.finished}/{self.n_trials}] trial {trial.config['trial_number']} "
+              f"{describe(trial.config)}: {status} {detail}  {best}", flush=True)
+
+
+def _best_epoch(folder: Path) -> dict[str, float]:
+    """Metrics of the epoch with the best validation AUC (from the trial's history.json)."""
+    if not (folder / "history.json").exists():
+        return {}
+    history = json.loads((folder / "history.json").read_text())
+    best = max(history, key=lambda e: e.get("val_auc", -math.inf), default=None)
+    return {k: best[k] for k in (*EPOCH_METRICS, "epoch") if best and k in best}
+
+
+# ---------------------------------------------------------------- the driver
+
+
+@dataclass
+class StudyResult:
+    """How a driver session ended."""
+
+    name: str
+    finished: int
+    n_trials: int
+    best_value: float | None
+    best_trial: int | None
+    seconds: float
+    experiment_id: str
+
+
+def dispatch_config(spec: StudySpec) -> RunConfig:
+    """The base config with absolute data paths (Ray workers run in other folders)."""
+    data = spec.data
+    absolute = replace(data, cache_dir=str(Path(data.cache_dir).resolve()),
+                       path=str(Path(data.path).resolve()) if data.path else None)
+    return replace(spec.base_config(), data=absolute)
+
+
+def scheduler(spec: StudySpec) -> TrialScheduler:
+    """ASHA, median stopping or none, on the per-epoch objective."""
+    mode, pruner = spec.search.objective.mode, spec.pruner
+    if pruner.type == "asha":
+        return ASHAScheduler(time_attr="epoch", metric=OBJECTIVE, mode=mode,
+                             max_t=spec.training.epochs, grace_period=pruner.grace_epochs,
+                             reduction_factor=pruner.reduction_factor)
+    if pruner.type == "median":
+        return MedianStoppingRule(time_attr="epoch", metric=OBJECTIVE, mode=mode,
+                                  grace_period=pruner.grace_epochs, min_samples_required=2)
+    return FIFOScheduler()
+
+
+def connect_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join the cluster at ``address`` or start a local one on loopback; True if started here."""
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING",
+                               "configure_logging": True}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+                 **options)
+    return True
+
+
+def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = None,
+              num_cpus: int | None = None, out: TextIO | None = sys.stdout,
+              on_start: Callable[[optuna.Study], None] | None = None) -> StudyResult:
+    """Run (or resume, or join) ``spec``'s study until it holds n_trials finished trials."""
+    started = time.perf_counter()
+    settings = load_settings(spec.mlflow)
+    storage = open_storage(spec.storage_url, spec)
+    tracker = StudyTracker(settings, spec.name)
+    study = open_study(spec, storage, resume,
+                       lambda: {PARENT_ATTR: tracker.create_parent(spec.to_dict())})
+    parent_id = _parent_run(study, tracker, spec)
+    if on_start is not None:
+        on_start(study)
+    todo = spec.search.n_trials - tally(study.get_trials(deepcopy=False)).finished  # type: ignore[operator]
+    _say(out, f"study {spec.name}: {spec.search.n_trials - todo} of {spec.search.n_trials} "
+              f"trials finished; storage {hide_password(spec.storage_url)}")
+    if todo > 0:
+        _dispatch(spec, study, storage, tracker, parent_id, address, num_cpus, out)
+    tracker.summarise(parent_id, study, spec.workdir / "summary")
+    final = tally(study.get_trials(deepcopy=False))
+    if final.finished >= spec.search.n_trials and not final.running:  # type: ignore[operator]
+        tracker.end_parent(parent_id)
+    best = _best(study)
+    return StudyResult(spec.name, final.finished, int(spec.search.n_trials or 0),
+                       best.value if best else None, best.number if best else None,
+                       time.perf_counter() - started, tracker.experiment_id)
+
+
+def _dispatch(spec: StudySpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+              tracker: StudyTracker, parent_id: str, address: str | None,
+              num_cpus: int | None, out: TextIO | None) -> None:
+    """One Tuner session over the study; on any exit this driver's live trials are requeued."""
+    config = dispatch_config(spec)
+    data = prepare_data(config, progress=out is not None)
+    started_ray = connect_ray(address, num_cpus)
+    heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
+    searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials))
+    workdir = spec.workdir.resolve()
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir),
+                             metric=spec.search.objective.metric,
+                             mode=spec.search.objective.mode, data=data),
+        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
+    )
+    callback = TrackingCallback(tracker, parent_id, workdir, spec.training.epochs,
+                                int(spec.search.n_trials or 0), out is not None)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler(spec),
+                                    num_samples=int(spec.search.n_trials or 0),
+                                    max_concurrent_trials=spec.resources.max_concurrent,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            storage_path=str(workdir / "ray"),
+            failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[callback], verbose=0,
+        ),
+    )
+    try:
+        tuner.fit()
+    finally:
+        searcher.release()
+        heartbeat.stop()
+        for run_id in callback.runs.values():
+            tracker.client.set_terminated(run_id, "KILLED")
+        if started_ray:
+            ray.shutdown()
+
+
+def _parent_run(study: optuna.Study, tracker: StudyTracker, spec: StudySpec) -> str:
+    """The study's MLflow parent run: made once, its id kept in the Optuna study."""
+    parent = study.user_attrs.get(PARENT_ATTR)
+    if parent is None:
+        parent = tracker.create_parent(spec.to_dict())
+        study.set_user_attr(PARENT_ATTR, parent)
+    else:
+        tracker.client.update_run(parent, status="RUNNING")
+    return parent
+
+
+def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    return study.best_trial if complete else None
+
+
+def _say(out: TextIO | None, line: str) -> None:
+    if out is not None:
+        print(line, file=out, flush=True)
+
+
+def study_counts(study: optuna.Study) -> Counter[str]:
+    """Trials by state name (FAIL split into failed / requeued / surplus)."""
+    counts: Counter[str] = Counter()
+    for trial in study.get_trials(deepcopy=False):
+        name = trial.state.name
+        if trial.state == TrialState.FAIL:
+            name = ("FAIL" if FAIL_REASON in trial.user_attrs else
+                    "SURPLUS" if SURPLUS in trial.user_attrs else "REQUEUED")
+        counts[name] += 1
+    return counts
+

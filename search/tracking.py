@@ -1,0 +1,245 @@
+"""MLflow: one experiment per study, a parent run for the study, a nested child run per trial.
+
+Only the study driver writes to MLflow (from the results Ray Tune streams back to it), so
+trial workers never touch the tracking backend: several parallel trials cannot lock a
+SQLite backend, and workers need no database credentials. Several drivers on one study
+need a PostgreSQL backend. A trial's child run is keyed by its *origin* (the Optuna trial
+number it first had), so a trial requeued after a driver died continues the same run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import matplotlib.pyplot as plt
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from musicdet.configtools import ConfigError, from_dict, load_yaml
+from musicdet.fsutil import atomic_path, write_text
+
+from .spec import MlflowSpec, check_database_url, hide_password
+
+T = TypeVar("T")
+SETTINGS_FILE = Path("mlflow.yaml")
+ROLE, STUDY, TRIAL = "musicdet.role", "musicdet.study", "musicdet.trial"
+ORIGIN = "musicdet.trial_origin"
+TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json", "model.pt")
+TERMINAL = {"FINISHED": RunStatus.FINISHED, "PRUNED": RunStatus.FINISHED,
+            "FAILED": RunStatus.FAILED, "KILLED": RunStatus.KILLED}
+
+
+@dataclass
+class MlflowSettings:
+    """Tracking backend, artifact root, experiment naming and registry name (mlflow.yaml)."""
+
+    tracking_uri: str = "sqlite:///runs/mlflow.db"
+    artifact_location: str = "runs/mlartifacts"  # experiment <name> stores under <this>/<name>
+    experiment_prefix: str = "musicdet-"
+    registered_model: str = "musicdet-detector"
+
+    def __post_init__(self) -> None:
+        if "://" in self.tracking_uri and not self.tracking_uri.startswith(("http", "file")):
+            check_database_url(self.tracking_uri, "tracking_uri")
+
+
+def load_settings(overrides: MlflowSpec, path: Path = SETTINGS_FILE) -> MlflowSettings:
+    """mlflow.yaml (if present) with the study's ``mlflow:`` overrides applied."""
+    data = (load_yaml(path) or {}) if path.exists() else {}
+    data.update({f.name: getattr(overrides, f.name) for f in fields(overrides)
+                 if getattr(overrides, f.name) is not None})
+    try:
+        return from_dict(MlflowSettings, data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error.key}", error.message) from None
+
+
+def retry_schema_race(create: Callable[[], T], attempts: int = 8) -> T:
+    """Call ``create`` again when it lost a race with another driver creating the same tables.
+
+    Two drivers starting on a fresh PostgreSQL database both create the Optuna / MLflow schema;
+    the loser gets a unique-constraint error once and succeeds on the next try.
+    """
+    for attempt in range(attempts):
+        try:
+            return create()
+        except Exception as error:  # sqlalchemy wraps it; mlflow re-raises as MlflowException
+            if attempt == attempts - 1 or not _is_schema_race(error):
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+def _is_schema_race(error: BaseException) -> bool:
+    text = f"{error} {error.__cause__}"
+    return any(s in text for s in ("UniqueViolation", "already exists", "duplicate key"))
+
+
+def absolute_sqlite(uri: str) -> str:
+    """``sqlite:///relative.db`` made absolute (MLflow caches stores by URI per process)."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+class StudyTracker:
+    """The MLflow side of one study: experiment, parent run, child runs, summary."""
+
+    def __init__(self, settings: MlflowSettings, study_name: str) -> None:
+        self.settings = settings = replace(settings, tracking_uri=absolute_sqlite(
+            settings.tracking_uri))
+        self.study_name = study_name
+        self.client, self.experiment_id = retry_schema_race(self._connect)
+
+    def _connect(self) -> tuple[MlflowClient, str]:
+        """Client (its store creates or upgrades the schema) and the study's experiment id."""
+        self.client = MlflowClient(tracking_uri=self.settings.tracking_uri)
+        return self.client, self._experiment()
+
+    @property
+    def experiment_name(self) -> str:
+        return f"{self.settings.experiment_prefix}{self.study_name}"
+
+    def _experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment_name)
+        if found is not None:
+            return found.experiment_id
+        location = Path(self.settings.artifact_location) / self.study_name
+        artifact_uri = location if "://" in str(location) else location.resolve().as_uri()
+        experiment_id = self.client.create_experiment(
+            self.experiment_name, artifact_location=str(artifact_uri),
+            tags={"mlflow.experimentKind": "custom_model_development", STUDY: self.study_name},
+        )
+        return experiment_id
+
+    def create_parent(self, spec_dict: dict[str, Any]) -> str:
+        """Start the study's parent run; log the spec as params and a YAML artifact."""
+        run = self.client.create_run(self.experiment_id, run_name=f"study {self.study_name}",
+                                     tags={ROLE: "study", STUDY: self.study_name})
+        flat = _flatten({k: v for k, v in spec_dict.items() if k != "mlflow"})
+        params = [Param(k, hide_password(str(v))[:6000]) for k, v in flat.items()]
+        self.client.log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def trial_run(self, parent_id: str, origin: int, number: int, ray_id: str,
+                  params: dict[str, Any]) -> str:
+        """The child run of trial ``origin`` (continued if a dead driver left it)."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{ORIGIN}` = '{origin}' and tags.`{ROLE}` = 'trial'",
+            max_results=1,
+        )
+        tags = {TRIAL: str(number), "ray_trial_id": ray_id, "optuna_trial_number": str(number),
+                "status": "RUNNING", "loss_type": str(params["loss"])}
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"trial {origin} {params['loss']}",
+                tags={"mlflow.parentRunId": parent_id, ROLE: "trial", STUDY: self.study_name,
+                      ORIGIN: str(origin)},
+            )
+            run_id = run.info.run_id
+            self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        return run_id
+
+    def log_epoch(self, run_id: str, metrics: dict[str, float], epoch: int) -> None:
+        """Per-epoch metrics with step = epoch."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+        )
+
+    def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
+                     trial_dir: Path | None, reason: str | None = None) -> None:
+        """best_* summaries, artifacts from ``trial_dir``, status tag, end the run."""
+        if summary:
+            self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
+        tags = [RunTag("status", status)]
+        if reason:
+            tags.append(RunTag("fail_reason", reason[:5000]))
+        self.client.log_batch(run_id, tags=tags)
+        for name in TRIAL_ARTIFACTS:
+            if trial_dir is not None and (trial_dir / name).is_file():
+                folder = "model" if name == "model.pt" else None
+                self.client.log_artifact(run_id, str(trial_dir / name), folder)
+        self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
+
+    def summarise(self, parent_id: str, study: optuna.Study, folder: Path) -> None:
+        """Trials table, Optuna figures and best_* metrics on the parent run."""
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = study.trials_dataframe(attrs=("number", "state", "value", "params",
+                                              "user_attrs", "duration"))
+        write_text(folder / "trials.csv", frame.to_csv(index=False))
+        self.client.log_artifact(parent_id, str(folder / "trials.csv"))
+        for path in study_figures(study, folder):
+            self.client.log_artifact(parent_id, str(path), "figures")
+        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if finished:
+            best = study.best_trial
+            self.client.log_batch(parent_id, metrics=[
+                Metric("best_objective", float(best.value), int(time.time() * 1000), len(finished)),
+                Metric("completed_trials", float(len(finished)), int(time.time() * 1000), 0),
+            ], tags=[RunTag("best_trial", str(best.number))])
+
+    def end_parent(self, parent_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(parent_id, status)
+
+    def ui_url(self, base: str) -> str:
+        """The URL that opens this study's trial runs in the model-training view, charts shown.
+
+        A search filter makes the UI list child runs flat (not collapsed under the parent),
+        so their metric curves appear side by side at once.
+        """
+        query = (f"workflowType=machine_learning&compareRunsMode=CHART"
+                 f"&searchFilter=tags.%60{ROLE}%60%20%3D%20%27trial%27")
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
+
+
+def study_figures(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optimisation history, parameter importances (PED-ANOVA), parallel coordinates (PNG)."""
+    from optuna.importance import PedAnovaImportanceEvaluator
+    from optuna.visualization import matplotlib as plots
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    figures = {"optimisation_history": lambda: plots.plot_optimization_history(study),
+               "parallel_coordinates": lambda: plots.plot_parallel_coordinate(study)}
+    if len(complete) >= 2 and any(t.params for t in complete):
+        figures["param_importances"] = lambda: plots.plot_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator())
+    paths = []
+    for name, draw in figures.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                axes = draw()
+        except (ValueError, RuntimeError, ZeroDivisionError) as error:
+            optuna.logging.get_logger("musicdet").warning("figure %s skipped: %s", name, error)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        path = folder / f"{name}.png"
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

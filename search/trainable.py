@@ -1,0 +1,112 @@
+"""The Ray Tune function: one trial is one `musicdet.train.train` run with the sampled loss.
+
+It reports every epoch (metrics, plus ``objective`` = the best value of the study's metric so
+far) with the epoch's checkpoint, so ASHA can stop it and Ray can restart it where it was.
+Its outputs live in ``<workdir>/trials/trial-<origin>``, keyed by the Optuna trial number the
+configuration first had, so a trial requeued after its driver died resumes the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import tune
+
+from musicdet.config import RunConfig
+from musicdet.fsutil import atomic_path
+from musicdet.plots import plot_roc, plot_score_histograms
+from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, train
+
+from .space import loss_config
+
+OBJECTIVE = "objective"
+FAILED = "failed"
+TUNE_CHECKPOINT = "tune-checkpoint"
+
+
+def trial_dir(workdir: str | Path, origin: int) -> Path:
+    return Path(workdir) / "trials" / f"trial-{origin:04d}"
+
+
+def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str, metric: str,
+              mode: str, data: PreparedData | None = None) -> None:
+    """Train ``base`` with the loss in ``config``; report each epoch to Ray Tune."""
+    run_config = RunConfig.from_dict({**base, "loss": asdict(loss_config(config))})
+    out = trial_dir(workdir, config["origin"])
+    out.mkdir(parents=True, exist_ok=True)
+    _take_tune_checkpoint(out)
+    sign = 1.0 if mode == "max" else -1.0
+    best = _best_so_far(out, metric, sign)
+    reported = False
+
+    def on_epoch(report: EpochReport) -> None:
+        nonlocal best, reported
+        reported = True
+        metrics = report.metrics()
+        value = metrics.get(metric, math.nan)
+        if not math.isnan(value) and (math.isnan(best) or sign * value > sign * best):
+            best = value
+        if report.epoch == run_config.training.epochs:  # schedulers stop a trial at its last report
+            write_trial_plots(out)
+        tune.report({**metrics, OBJECTIVE: best},
+                    checkpoint=tune.Checkpoint.from_directory(_link_checkpoint(out)))
+
+    try:
+        train(run_config, out, data=data, on_epoch=on_epoch, progress=False)
+    except NonFiniteLossError as error:
+        tune.report({FAILED: f"NonFiniteLossError: {error}", "epoch": len(_history(out)) + 1,
+                     OBJECTIVE: -sign * math.inf})
+        return
+    if not reported:  # resumed from the checkpoint of its last epoch: report that epoch again
+        write_trial_plots(out)
+        tune.report({**_history(out)[-1], OBJECTIVE: best})
+
+
+def write_trial_plots(out: Path) -> None:
+    """ROC curve and score histograms (threshold at P = 0.90) of the best epoch, if saved."""
+    if not (out / "validation.npz").exists():
+        return
+    best = max(_history(out), key=lambda e: e.get("val_auc", -math.inf))
+    with np.load(out / "validation.npz") as saved:
+        labels, scores, mask = saved["labels"], saved["scores"], saved["mask"]
+    plot_roc(labels, scores, out / "roc.png", mask)
+    plot_score_histograms(labels, scores, out / "scores.png", mask,
+                          threshold=best.get("val_threshold"))
+
+
+def _best_so_far(out: Path, metric: str, sign: float) -> float:
+    """Best ``metric`` in the epochs a resumed trial already holds (NaN if none)."""
+    values = [e[metric] for e in _history(out) if metric in e]
+    return max(values, key=lambda v: sign * v) if values else math.nan
+
+
+def _history(out: Path) -> list[dict[str, float]]:
+    """Per-epoch metrics the trial folder holds (train writes history.json every epoch)."""
+    path = out / "history.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _link_checkpoint(out: Path) -> str:
+    """A folder holding only (a hard link to) the epoch's checkpoint, for Ray to persist."""
+    folder = out / TUNE_CHECKPOINT
+    folder.mkdir(exist_ok=True)
+    link = folder / "checkpoint.pt"
+    link.unlink(missing_ok=True)
+    os.link(out / "checkpoint.pt", link)
+    return str(folder)
+
+
+def _take_tune_checkpoint(out: Path) -> None:
+    """When Ray restarts this trial, continue from the checkpoint it last persisted."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as folder, atomic_path(out / "checkpoint.pt") as tmp:
+        shutil.copyfile(Path(folder) / "checkpoint.pt", tmp)

@@ -1,0 +1,191 @@
+"""Study specs and the search space: errors before any worker starts, conditional parameters."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musicdet.configtools import ConfigError
+from search.space import INACTIVE, complete_params, grid_points, logged_params, loss_config, sample
+from search.spec import LOSS_PARAMS, load_spec, parse_spec
+from search.tracking import MlflowSettings, load_settings
+
+STUDIES = ["smoke", "paper-table1", "paper-table2", "paper-table3", "joint"]
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_shipped_studies_parse(name: str) -> None:
+    spec = load_spec(f"studies/{name}.yaml")
+    assert spec.name == name
+    assert spec.search.n_trials >= 1
+
+
+def test_paper_grids_are_the_papers_tables() -> None:
+    table1 = load_spec("studies/paper-table1.yaml").search.grid
+    assert [g.type for g in table1] == ["ce", "aauc"]
+    table2 = load_spec("studies/paper-table2.yaml").search.grid
+    assert [(g.alpha, g.beta) for g in table2] == [
+        (0, .25), (0, .5), (0, .75), (.25, .5), (.25, .75), (.25, 1)]
+    table3 = load_spec("studies/paper-table3.yaml").search.grid
+    assert {g.gamma for g in table3} == {0.75}
+    assert [g.lam for g in table3] == [1, .1, .01, .001, .0001]
+
+
+BAD = [
+    ({"bogus": 1}, "bogus: unknown key"),
+    ({"search": {"n_trials": "ten"}}, "search.n_trials: expected int"),
+    ({"search": {"n_trials": 0}}, "search.n_trials: `n_trials >= 1`"),
+    ({"search": {"space": {"alpha": 0.5, "beta": 0.4}}}, "search.space.alpha: `alpha < beta"),
+    ({"search": {"space": {"alpha": {"low": 0.0, "high": 0.9}, "beta": {"low": 0.2, "high": 0.5}}}},
+     "search.space.alpha: `alpha < beta"),
+    ({"search": {"space": {"lam": -0.1}}}, "search.space.lam: `lam >= 0`"),
+    ({"search": {"space": {"gamma": 1.0}}}, "search.space.gamma: `0 < gamma < 1`"),
+    ({"search": {"space": {"gamma": {"low": 0.0, "high": 0.5}}}}, "search.space.gamma"),
+    ({"search": {"space": {"delta": 0.0}}}, "search.space.delta: `delta > 0`"),
+    ({"search": {"space": {"delta": {"choices": []}}}}, "choices is not empty"),
+    ({"search": {"space": {"lam": {"low": 0.0, "high": 1.0, "log": True}}}}, "low > 0 on a log"),
+    ({"search": {"space": {"zeta": 1.0}}}, "search.space.zeta: unknown key"),
+    ({"search": {"losses": []}}, "search.losses: `losses is not empty`"),
+    ({"search": {"losses": ["ce", "focal"]}}, "search.losses[1]"),
+    ({"search": {"sampler": "grid"}}, "search.grid: `grid is given exactly when sampler is grid`"),
+    ({"search": {"sampler": "grid", "grid": []}}, "search.grid: `grid is not empty`"),
+    ({"search": {"sampler": "grid", "grid": [{"type": "apauc", "alpha": 0.5, "beta": 0.5}]}},
+     "alpha < beta"),
+    ({"search": {"sampler": "grid", "n_trials": 3, "grid": [{"type": "ce"}]}},
+     "search.n_trials: `n_trials == number of grid entries`"),
+    ({"search": {"sampler": "bayes"}}, "search.sampler: expected one of tpe, random, grid"),
+    ({"search": {"objective": {"metric": "accuracy"}}}, "search.objective.metric"),
+    ({"pruner": {"type": "hyperband"}}, "pruner.type"),
+    ({"pruner": {"grace_epochs": 0}}, "pruner.grace_epochs"),
+    ({"resources": {"cpus": 0}}, "resources.cpus: `cpus > 0`"),
+    ({"resources": {"gpus": -0.5}}, "resources.gpus"),
+    ({"storage": {"url": "mysql://u@h/db"}}, "storage.url: `a sqlite:/// or postgresql:// URL`"),
+    ({"storage": {"url": "not a url"}}, "storage.url: expected a database URL"),
+    ({"storage": {"url": "postgresql://u:hunter2@h:5432"}}, "names a database"),
+    ({"loss": {"type": "ce"}}, "loss: the loss is what the study searches"),
+    ({"name": "bad name!"}, "name: `name is 1-64"),
+    ({"training": {"epochs": 0}}, "training.epochs"),
+    ({"model": {"input_dim": 12}}, "model.input_dim"),
+]
+
+
+@pytest.mark.parametrize(("patch", "expected"), BAD)
+def test_bad_spec_gives_one_line_naming_key(tmp_path, patch: dict, expected: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", **patch}))
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_missing_name_and_bad_yaml(tmp_path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text("search: {n_trials: 3}\n")
+    with pytest.raises(ConfigError, match="name: missing"):
+        load_spec(path)
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_spec(path)
+
+
+def test_mlflow_yaml_and_overrides(tmp_path) -> None:
+    (tmp_path / "mlflow.yaml").write_text("tracking_uri: sqlite:///x.db\nregistered_model: m\n")
+    spec = parse_spec({"name": "s", "mlflow": {"registered_model": "other"}})
+    settings = load_settings(spec.mlflow, tmp_path / "mlflow.yaml")
+    assert settings == MlflowSettings(tracking_uri="sqlite:///x.db", registered_model="other")
+    (tmp_path / "mlflow.yaml").write_text("tracking_uri: ftp://nowhere\n")
+    with pytest.raises(ConfigError, match="mlflow.yaml: tracking_uri"):
+        load_settings(spec.mlflow, tmp_path / "mlflow.yaml")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-2, 2) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=3),
+    max_leaves=8,
+)
+sections = st.sampled_from(["search", "pruner", "resources", "storage", "training", "data"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(sections, json_values, max_size=3))
+def test_spec_parser_never_tracebacks(data: dict) -> None:
+    try:
+        spec = parse_spec({"name": "s", **data})
+    except ConfigError as error:
+        assert "\n" not in str(error)
+    else:
+        assert spec.search.n_trials >= 1
+
+
+# ---------------------------------------------------------------- the space
+
+
+def _samples(spec_data: dict, n: int = 40) -> list[dict]:
+    search = parse_spec({"name": "s", "search": spec_data}).search
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append((sample(trial, search), trial.params))
+        study.tell(trial, 0.5)
+    return out
+
+
+def test_only_the_chosen_losss_parameters_are_sampled() -> None:
+    seen = set()
+    for params, optuna_params in _samples({}, 60):
+        loss = params["loss"]
+        seen.add(loss)
+        assert set(params) == {"loss", *LOSS_PARAMS[loss]}
+        sampled = set(optuna_params) - {"loss"}
+        assert sampled == set(LOSS_PARAMS[loss]) - {"delta"}  # delta is fixed (10) by default
+        if loss == "apauc":
+            assert params["alpha"] < params["beta"]
+        if loss == "aaucsum":
+            assert 0 < params["gamma"] < 1 and params["lam"] > 0
+        logged = logged_params(params)
+        assert set(logged) == {"loss", "alpha", "beta", "gamma", "lam", "delta"}
+        assert [k for k, v in logged.items() if v == INACTIVE] == [
+            k for k in ("alpha", "beta", "gamma", "lam", "delta") if k not in LOSS_PARAMS[loss]]
+        assert loss_config(params).type == loss
+    assert seen == {"ce", "aauc", "apauc", "aaucsum"}
+
+
+@pytest.mark.parametrize("space", [
+    {"alpha": {"low": 0.0, "high": 0.5}, "beta": {"choices": [0.25, 0.75, 1.0]}},
+    {"alpha": {"choices": [0.0, 0.25]}, "beta": {"low": 0.5, "high": 1.0}},
+    {"alpha": {"low": 0.0, "high": 0.7}, "beta": 0.75},
+])
+def test_alpha_below_beta_for_every_shape_of_space(space: dict) -> None:
+    for params, _ in _samples({"losses": ["apauc"], "space": space}):
+        assert params["alpha"] + 0.01 <= params["beta"] + 1e-12
+
+
+def test_fixed_values_are_not_sampled_and_come_back_in_exports() -> None:
+    search = {"losses": ["aaucsum"], "space": {"gamma": 0.75, "delta": 5.0}}
+    for params, optuna_params in _samples(search, 5):
+        assert params["gamma"] == 0.75 and params["delta"] == 5.0
+        assert set(optuna_params) == {"lam"}
+        spec_search = parse_spec({"name": "s", "search": search}).search
+        assert complete_params(spec_search, optuna_params) == params
+
+
+def test_grid_points_enqueue_exactly_the_grid() -> None:
+    search = load_spec("studies/paper-table2.yaml").search
+    study = optuna.create_study()
+    for point in grid_points(search):
+        study.enqueue_trial(point)
+    got = []
+    for _ in range(6):
+        trial = study.ask()
+        got.append(loss_config(sample(trial, search)))
+        study.tell(trial, 0.5)
+    assert got == search.grid
