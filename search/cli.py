@@ -7,18 +7,25 @@ storage and its MLflow settings.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from musicdet.configtools import ConfigError
 
 from .export import export_best, format_table, load_study, top_trials
-from .runner import run_study, study_counts, tally
+from .runner import lost_database, run_study, study_counts, tally
 from .spec import StudySpec, check_database_url, load_spec
 from .tracking import StudyTracker, load_settings
+
+UI_HOST = "127.0.0.1"  # the UI has no authentication: loopback only
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -74,19 +81,74 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the MLflow UI for the study's backend on 127.0.0.1; print the study's URL."""
     spec = _spec(args)
-    settings = load_settings(spec.mlflow)
-    tracker = StudyTracker(settings, spec.name)
-    base = f"http://{args.host}:{args.port}"
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               tracker.settings.tracking_uri, "--host", args.host,
-                               "--port", str(args.port)])
-    print(f"MLflow UI for study {spec.name}: {tracker.ui_url(base)}", flush=True)
+    tracker = StudyTracker(load_settings(spec.mlflow), spec.name)
+    objective = spec.search.objective
+    tracker.publish_trials_view(objective.metric, objective.direction == "maximize")
+    port = args.port or _free_port()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    server = _start_mlflow_server(tracker.settings.tracking_uri, port)
     try:
-        while server.poll() is None:
+        base = f"http://{UI_HOST}:{port}"
+        if not _wait_until_serving(server, base, args.start_timeout):
+            print(f"musicdet-search: the MLflow server on port {port} did not start "
+                  f"(exit status {server.poll()}); is the port in use?", file=sys.stderr)
+            return 1
+        print(f"MLflow UI for study {spec.name}: {tracker.ui_url(base)}", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops the UI
+        return 0
+    finally:
+        _stop(server)
+
+
+def _start_mlflow_server(backend_uri: str, port: int) -> subprocess.Popen[bytes]:
+    """`mlflow server` on loopback, one worker, no job runner, in a process group of its own."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_BACKEND_STORE_URI": backend_uri}  # not argv: `ps` shows argv to every user
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", UI_HOST, "--port", str(port),
+         "--workers", "1"],
+        env=env, start_new_session=True)
+
+
+def _wait_until_serving(server: subprocess.Popen[bytes], base: str, seconds: float) -> bool:
+    """Poll ``base``/health until it answers 200 (True) or the server exits / time runs out."""
+    deadline = time.monotonic() + seconds
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        server.terminate()
-    return server.wait()
+    return False
+
+
+def _stop(server: subprocess.Popen[bytes], seconds: float = 15.0) -> None:
+    """Terminate the server's whole process group (uvicorn included) and wait until it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
+    while _group_alive(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+
+
+def _group_alive(server: subprocess.Popen[bytes]) -> bool:
+    server.poll()  # reap the leader: a zombie still counts as a member of its group
+    try:
+        os.killpg(server.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((UI_HOST, 0))
+        return int(sock.getsockname()[1])
 
 
 def _spec(args: argparse.Namespace) -> StudySpec:
@@ -120,8 +182,9 @@ def _best_args(p: argparse.ArgumentParser) -> None:
 
 
 def _ui_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (0: any free one)")
+    p.add_argument("--start-timeout", type=float, default=120.0,
+                   help="seconds to wait for the server to answer")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int],
@@ -155,6 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"musicdet-search: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        reason = lost_database(error)
+        if reason is None:
+            raise
+        print(f"musicdet-search: lost the connection to the study's database ({reason}); "
+              "check the database, then continue with --resume", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         print("musicdet-search: interrupted; continue with --resume", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ from musicdet.config import RunConfig
 
 from .runner import RETRY_OF, open_storage
 from .space import complete_params, describe, loss_config
-from .spec import StudySpec
+from .spec import StudySpec, hide_password
 from .tracking import ORIGIN, ROLE, StudyTracker, load_settings
 
 
@@ -38,7 +38,8 @@ def load_study(spec: StudySpec) -> optuna.Study:
     try:
         return optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
-        raise SystemExit(f"no study {spec.name!r} in {spec.storage_url}; run it first") from None
+        raise SystemExit(f"no study {spec.name!r} in {hide_password(spec.storage_url)}; "
+                         "run it first") from None
 
 
 def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[TrialRow]:

@@ -27,14 +27,16 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
+from unittest import mock
 
 import optuna
 import ray
+import sqlalchemy.exc
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
@@ -47,15 +49,25 @@ from musicdet.train import prepare_data
 
 from .space import describe, grid_points, logged_params, sample
 from .spec import SearchSpec, StudySpec, hide_password
-from .tracking import StudyTracker, load_settings, retry_schema_race
-from .trainable import FAILED, OBJECTIVE, run_trial, trial_dir, write_trial_plots
+from .tracking import ORIGIN, StudyTracker, load_settings, retry_schema_race
+from .trainable import (
+    FAILED,
+    NODE_ID,
+    OBJECTIVE,
+    failure_reason,
+    run_trial,
+    trial_dir,
+    worker_info,
+    write_trial_plots,
+)
 
-RETRY_OF, FAIL_REASON, SURPLUS = "retry_of", "fail_reason", "surplus"
+RETRY_OF, FAIL_REASON, SURPLUS, RAY_NODE = "retry_of", "fail_reason", "surplus", "ray_node_id"
 SPEC_ATTR, PARENT_ATTR = "musicdet_spec", "mlflow_parent_run"
 EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_eer", "val_recall", "val_f1",
                  "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
 WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+LOG = optuna.logging.get_logger("musicdet")
 # Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
@@ -82,6 +94,21 @@ def open_storage(url: str, spec: StudySpec) -> optuna.storages.RDBStorage:
     except Exception as error:  # sqlalchemy/psycopg raise many kinds; all mean "cannot open"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConfigError("storage.url", f"cannot open {hide_password(url)}: {first}") from None
+
+
+def lost_database(error: BaseException) -> str | None:
+    """One line saying why the database connection failed, if that is what ``error`` is
+    (anywhere in its chain: Ray Tune and Optuna wrap it); None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError) \
+                or getattr(current, "connection_invalidated", False):
+            return str(current.orig if hasattr(current, "orig") else current).strip() \
+                .splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -206,7 +233,7 @@ class Heartbeat:
                 try:
                     self._storage.record_heartbeat(trial_id)
                 except Exception as error:  # a dropped connection must not kill the thread
-                    optuna.logging.get_logger("musicdet").warning("heartbeat failed: %s", error)
+                    LOG.warning("heartbeat failed: %s", lost_database(error) or error)
 
 
 def trial_space(search: SearchSpec, trial: optuna.Trial) -> dict[str, Any]:
@@ -231,12 +258,17 @@ class StudySearcher(OptunaSearch):
     """OptunaSearch that keeps the study's trial budget exact across drivers and restarts."""
 
     def __init__(self, spec: StudySpec, storage: optuna.storages.RDBStorage,
-                 heartbeat: Heartbeat, offset: int) -> None:
+                 heartbeat: Heartbeat, offset: int, workdir: Path) -> None:
         super().__init__(space=partial(trial_space, spec.search), metric=OBJECTIVE,
                          mode=spec.search.objective.mode, sampler=make_sampler(spec.search, offset),
                          study_name=spec.name, storage=storage)
         self._n_trials = int(spec.search.n_trials or 0)
         self._heartbeat = heartbeat
+        self._workdir = workdir
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles the Tuner into tuner.pkl: the copy holds no storage (its URL's password)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_storage", "_ot_study")}
 
     def suggest(self, trial_id: str) -> dict | str | None:
         with warnings.catch_warnings():  # heartbeats outside Study.optimize: our own thread beats
@@ -270,13 +302,16 @@ class StudySearcher(OptunaSearch):
         if ot_trial is None or trial_id in self._completed_trials:
             return
         self._heartbeat.discard(ot_trial._trial_id)
+        folder = trial_dir(self._workdir, ot_trial.user_attrs.get(RETRY_OF, ot_trial.number))
+        if node := worker_info(folder).get(NODE_ID):
+            ot_trial.set_user_attr(RAY_NODE, node)
         if result and FAILED in result:
             ot_trial.set_user_attr(FAIL_REASON, result[FAILED])
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return
         if error:
-            ot_trial.set_user_attr(FAIL_REASON, "raised an exception (see its MLflow run)")
+            ot_trial.set_user_attr(FAIL_REASON, failure_reason(folder))
         elif result:
             ot_trial.set_user_attr("epochs", int(result.get("epoch", 0)))
         super().on_trial_complete(trial_id, result, error)
@@ -314,6 +349,10 @@ class TrackingCallback(tune.Callback):
         self.finished = 0
         self.best: tuple[float, int] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Ray pickles callbacks into tuner.pkl: the copy holds no tracker (its backend's URL)."""
+        return {k: v for k, v in self.__dict__.items() if k != "tracker"}
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         config = trial.config
         self.runs[trial.trial_id] = self.tracker.trial_run(
@@ -347,7 +386,8 @@ class TrackingCallback(tune.Callback):
         if not (folder / "roc.png").exists():
             write_trial_plots(folder)
         if run_id is not None:
-            self.tracker.finish_trial(run_id, status, _best_epoch(folder), folder, reason)
+            self.tracker.finish_trial(run_id, status, _best_epoch(folder), folder, reason,
+                                      worker_info(folder).get(NODE_ID))
         self.finished += 1
         self._print(trial, status, reason)
 
@@ -362,6 +402,38 @@ class TrackingCallback(tune.Callback):
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else ""
         print(f"[{self.finished}/{self.n_trials}] trial {trial.config['trial_number']} "
               f"{describe(trial.config)}: {status} {detail}  {best}", flush=True)
+
+
+def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
+                      epochs: int) -> int:
+    """End the MLflow runs of finished trials that a killed driver left open; how many.
+
+    A driver killed between telling Optuna a trial's outcome and ending its MLflow run leaves
+    the run RUNNING; the next driver ends it from the study and the trial folder.
+    """
+    latest = {t.user_attrs.get(RETRY_OF, t.number): t for t in study.get_trials(deepcopy=False)}
+    closed = 0
+    for run in tracker.open_trial_runs():
+        trial = latest.get(int(run.data.tags[ORIGIN]))
+        status = run_status(trial, epochs) if trial else None
+        if status is None:
+            continue
+        folder = trial_dir(workdir, int(run.data.tags[ORIGIN]))
+        tracker.finish_trial(run.info.run_id, status, _best_epoch(folder), folder,
+                             trial.user_attrs.get(FAIL_REASON), trial.user_attrs.get(RAY_NODE))
+        closed += 1
+    return closed
+
+
+def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
+    """The MLflow status of a finished trial (None while it is not finished)."""
+    if trial.state == TrialState.COMPLETE:
+        return "PRUNED" if trial.user_attrs.get("epochs", epochs) < epochs else "FINISHED"
+    if trial.state == TrialState.PRUNED:
+        return "PRUNED"
+    if trial.state == TrialState.FAIL and FAIL_REASON in trial.user_attrs:
+        return "FAILED"
+    return None
 
 
 def _best_epoch(folder: Path) -> dict[str, float]:
@@ -419,9 +491,24 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, **options)
     else:
+        _start_local_ray(num_cpus, options)
+    return True
+
+
+def _start_local_ray(num_cpus: int | None, options: dict[str, Any]) -> None:
+    """A Ray instance whose servers (GCS, raylet, workers, agents) listen on 127.0.0.1 only.
+
+    Ray swaps a 127.0.0.1 node address for the host's own and then listens on every
+    interface, unless it believes clusters are unsupported (as on macOS): it believes so while
+    it starts, here and in the processes it spawns. A reachable instance: ``ray start --head``,
+    then ``--address``.
+    """
+    from ray._private import ray_constants  # private, but Ray's only switch for this
+
+    with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False), \
+            mock.patch.dict(os.environ, {ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0"}):
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
                  **options)
-    return True
 
 
 def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = None,
@@ -440,8 +527,11 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
     todo = spec.search.n_trials - tally(study.get_trials(deepcopy=False)).finished  # type: ignore[operator]
     _say(out, f"study {spec.name}: {spec.search.n_trials - todo} of {spec.search.n_trials} "
               f"trials finished; storage {hide_password(spec.storage_url)}")
+    workdir, epochs = spec.workdir.resolve(), spec.training.epochs
+    close_orphan_runs(study, tracker, workdir, epochs)
     if todo > 0:
         _dispatch(spec, study, storage, tracker, parent_id, address, num_cpus, out)
+        close_orphan_runs(study, tracker, workdir, epochs)
     tracker.summarise(parent_id, study, spec.workdir / "summary")
     final = tally(study.get_trials(deepcopy=False))
     if final.finished >= spec.search.n_trials and not final.running:  # type: ignore[operator]
@@ -460,8 +550,8 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: optuna.storages.RDB
     data = prepare_data(config, progress=out is not None)
     started_ray = connect_ray(address, num_cpus)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
-    searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials))
     workdir = spec.workdir.resolve()
+    searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir),
                              metric=spec.search.objective.metric,
@@ -487,12 +577,26 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: optuna.storages.RDB
     try:
         tuner.fit()
     finally:
-        searcher.release()
-        heartbeat.stop()
-        for run_id in callback.runs.values():
-            tracker.client.set_terminated(run_id, "KILLED")
+        _stop(searcher, heartbeat, tracker, callback.runs.values())
         if started_ray:
             ray.shutdown()
+
+
+def _stop(searcher: StudySearcher, heartbeat: Heartbeat, tracker: StudyTracker,
+          open_runs: Iterable[str]) -> None:
+    """Requeue this driver's live trials and mark their runs KILLED; with the database gone,
+    leave that to the next driver (the trials' heartbeats stop, so they go stale)."""
+    try:
+        searcher.release()
+        for run_id in open_runs:
+            tracker.client.set_terminated(run_id, "KILLED")
+    except Exception as error:
+        if lost_database(error) is None:
+            raise
+        LOG.warning("could not requeue this driver's trials (%s); the next driver will",
+                    lost_database(error))
+    finally:
+        heartbeat.stop()
 
 
 def _parent_run(study: optuna.Study, tracker: StudyTracker, spec: StudySpec) -> str:

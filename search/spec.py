@@ -17,6 +17,12 @@ storage: {url: postgresql://user@host/db}   # default sqlite under runs/<name>/
 mlflow: {tracking_uri: postgresql://user@host/mlflow}   # overrides mlflow.yaml
 ```
 Every error is one line ``FILE: key: rule, got value``.
+
+Database passwords: leave them out of the URL and libpq (under psycopg) takes them from the
+environment, ``PGPASSWORD`` or ``~/.pgpass``, so the spec holds no secret. A URL that does hold
+one (in the spec, or ``--storage``) is used as given and shown only through `hide_password`:
+the password never reaches MLflow params or tags, logs, exported configs or Optuna attrs.
+The study ``name`` names folders and the MLflow experiment, so it cannot hold a path.
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ OBJECTIVE_METRICS = ("val_auc", "val_eer", "val_loss", "val_recall", "val_f1", "
 MIN_BAND = 0.01
 """Smallest β − α sampled: an apAUC band keeps at least 1 % of the negatives."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = ("name is 1-64 letters, digits, '_', '.', '-', starting with a letter or digit "
+             "(it names folders: no '/' or '..')")
+PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@|([?&]password=)[^&#\s]*", re.IGNORECASE)
+"""A password in a URL: after ``user:`` (as sqlalchemy reads it: up to the ``@``) or a query
+parameter ``password=``."""
 
 
 @dataclass
@@ -248,8 +259,7 @@ class StudySpec:
     mlflow: MlflowSpec = field(default_factory=MlflowSpec)
 
     def __post_init__(self) -> None:
-        require(bool(NAME_PATTERN.fullmatch(self.name)), "name",
-                "name is 1-64 letters, digits, '_', '.', '-'", self.name)
+        require(bool(NAME_PATTERN.fullmatch(self.name)), "name", NAME_RULE, self.name)
         self.base_config()  # model/feature consistency, checked now rather than in a worker
 
     @property
@@ -293,9 +303,9 @@ def check_database_url(url: str, key: str) -> None:
     require(bool(parsed.database), key, "the URL names a database (file)", shown)
 
 
-def hide_password(url: str) -> str:
-    """``url`` with any password replaced by ***, for messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", url)
+def hide_password(text: str) -> str:
+    """``text`` (a URL, or a message holding URLs) with every password replaced by ***."""
+    return PASSWORD_IN_URL.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", text)
 
 
 def parse_spec(data: Any, source: str = "") -> StudySpec:

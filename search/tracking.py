@@ -9,6 +9,8 @@ number it first had), so a trial requeued after a driver died continues the same
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 import time
 import warnings
@@ -20,7 +22,7 @@ from typing import Any, TypeVar
 import matplotlib.pyplot as plt
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 
 from musicdet.configtools import ConfigError, from_dict, load_yaml
 from musicdet.fsutil import atomic_path, write_text
@@ -28,10 +30,16 @@ from musicdet.fsutil import atomic_path, write_text
 from .spec import MlflowSpec, check_database_url, hide_password
 
 T = TypeVar("T")
+# MLflow logs each database error with its traceback before raising it; the driver reports the
+# error itself, in one line (search.cli), so the logged copy is noise.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 SETTINGS_FILE = Path("mlflow.yaml")
 ROLE, STUDY, TRIAL = "musicdet.role", "musicdet.study", "musicdet.trial"
 ORIGIN = "musicdet.trial_origin"
 TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json", "model.pt")
+# The UI view `musicdet-search ui` opens: MLflow keeps shared views in experiment tags.
+SHARED_VIEW_TAG, TRIALS_VIEW = "mlflow.sharedViewState.", "musicdet-trials"
+UI_CURVES = ("val_auc", "val_eer", "val_loss", "train_loss")
 TERMINAL = {"FINISHED": RunStatus.FINISHED, "PRUNED": RunStatus.FINISHED,
             "FAILED": RunStatus.FAILED, "KILLED": RunStatus.KILLED}
 
@@ -159,14 +167,23 @@ class StudyTracker:
             run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()]
         )
 
+    def open_trial_runs(self) -> list[Run]:
+        """Child runs not ended (RUNNING, or KILLED when their driver stopped)."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial'", max_results=50000)
+        return [r for r in runs if r.info.status in ("RUNNING", "KILLED")]
+
     def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
-                     trial_dir: Path | None, reason: str | None = None) -> None:
+                     trial_dir: Path | None, reason: str | None = None,
+                     node_id: str | None = None) -> None:
         """best_* summaries, artifacts from ``trial_dir``, status tag, end the run."""
         if summary:
             self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
         tags = [RunTag("status", status)]
         if reason:
             tags.append(RunTag("fail_reason", reason[:5000]))
+        if node_id:
+            tags.append(RunTag("ray_node_id", node_id))
         self.client.log_batch(run_id, tags=tags)
         for name in TRIAL_ARTIFACTS:
             if trial_dir is not None and (trial_dir / name).is_file():
@@ -194,15 +211,43 @@ class StudyTracker:
     def end_parent(self, parent_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(parent_id, status)
 
-    def ui_url(self, base: str) -> str:
-        """The URL that opens this study's trial runs in the model-training view, charts shown.
+    def publish_trials_view(self, metric: str = "val_auc", maximize: bool = True) -> None:
+        """Store the UI view that ``ui_url`` opens as an experiment tag (MLflow's shared views)."""
+        self.client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW_TAG}{TRIALS_VIEW}",
+                                       json.dumps(trials_view_state(metric, maximize)))
 
-        A search filter makes the UI list child runs flat (not collapsed under the parent),
-        so their metric curves appear side by side at once.
+    def ui_url(self, base: str) -> str:
+        """The URL that opens this study's trials in the model-training view, charts shown.
+
+        It names the view ``publish_trials_view`` stores: MLflow's URL parameters alone leave
+        the trials collapsed under the study's run, and the charts show only visible runs.
         """
         query = (f"workflowType=machine_learning&compareRunsMode=CHART"
-                 f"&searchFilter=tags.%60{ROLE}%60%20%3D%20%27trial%27")
+                 f"&viewStateShareKey={TRIALS_VIEW}")
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
+
+
+def trials_view_state(metric: str = "val_auc", maximize: bool = True) -> dict[str, Any]:
+    """MLflow UI state: runs grouped by role (trials flat, not nested), best trial first, all
+    trials drawn individually, the per-epoch curves of ``metric`` and the losses first."""
+    curves = [metric, *(m for m in UI_CURVES if m != metric)]
+    section = "musicdet-curves"
+    charts = [{"uuid": f"musicdet-{key}", "type": "LINE", "metricKey": key, "displayName": key,
+               "metricSectionId": section, "isGenerated": True, "deleted": False,
+               "runsCountToCompare": 10, "lineSmoothness": 0, "scaleType": "linear",
+               "xAxisScaleType": "linear", "xAxisKey": "step", "selectedXAxisMetricKey": "",
+               "yAxisKey": "metric", "yAxisExpressions": [], "ignoreOutliers": False,
+               "useGlobalXaxisKey": True, "useGlobalLineSmoothing": True,
+               "range": {}} for key in curves]
+    return {
+        "orderByKey": f"metrics.`best_{metric}`", "orderByAsc": not maximize,
+        "groupBy": {"aggregateFunction": "average",
+                    "groupByKeys": [{"mode": "tag", "groupByData": ROLE}]},
+        "useGroupedValuesInCharts": False, "runsHiddenMode": "SHOW_ALL",
+        "compareRunSections": [{"uuid": section, "name": "Model metrics", "display": True,
+                                "isReordered": True, "deleted": False}],
+        "compareRunCharts": charts,
+    }
 
 
 def study_figures(study: optuna.Study, folder: Path) -> list[Path]:

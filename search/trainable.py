@@ -4,6 +4,8 @@ It reports every epoch (metrics, plus ``objective`` = the best value of the stud
 far) with the epoch's checkpoint, so ASHA can stop it and Ray can restart it where it was.
 Its outputs live in ``<workdir>/trials/trial-<origin>``, keyed by the Optuna trial number the
 configuration first had, so a trial requeued after its driver died resumes the same folder.
+Each attempt also writes there where it runs (``worker.json``: process id, Ray node) and, if
+training raises, why (``error.txt``: one line), for the driver to record.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 from ray import tune
 
 from musicdet.config import RunConfig
-from musicdet.fsutil import atomic_path
+from musicdet.fsutil import atomic_path, write_text
 from musicdet.plots import plot_roc, plot_score_histograms
 from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, train
 
@@ -28,7 +31,9 @@ from .space import loss_config
 
 OBJECTIVE = "objective"
 FAILED = "failed"
+NODE_ID = "node_id"
 TUNE_CHECKPOINT = "tune-checkpoint"
+WORKER_FILE, ERROR_FILE = "worker.json", "error.txt"
 
 
 def trial_dir(workdir: str | Path, origin: int) -> Path:
@@ -41,6 +46,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str, met
     run_config = RunConfig.from_dict({**base, "loss": asdict(loss_config(config))})
     out = trial_dir(workdir, config["origin"])
     out.mkdir(parents=True, exist_ok=True)
+    _record_worker(out)
     _take_tune_checkpoint(out)
     sign = 1.0 if mode == "max" else -1.0
     best = _best_so_far(out, metric, sign)
@@ -64,9 +70,34 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str, met
         tune.report({FAILED: f"NonFiniteLossError: {error}", "epoch": len(_history(out)) + 1,
                      OBJECTIVE: -sign * math.inf})
         return
+    except Exception as error:  # Ray records the traceback; the study keeps one line of it
+        write_text(out / ERROR_FILE, f"{type(error).__name__}: {error}".splitlines()[0])
+        raise
     if not reported:  # resumed from the checkpoint of its last epoch: report that epoch again
         write_trial_plots(out)
         tune.report({**_history(out)[-1], OBJECTIVE: best})
+
+
+def failure_reason(out: Path) -> str:
+    """Why the trial in ``out`` ended in an error: its own line, else its worker died."""
+    path = out / ERROR_FILE
+    if path.exists():
+        return path.read_text()
+    return "its worker process died (killed, or out of memory) and max_failures was reached"
+
+
+def worker_info(out: Path) -> dict[str, Any]:
+    """Where the trial in ``out`` last ran: pid, node_id, node_ip (empty if it never started)."""
+    path = out / WORKER_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _record_worker(out: Path) -> None:
+    """Write where this attempt runs (``worker.json``); forget an earlier attempt's error."""
+    write_text(out / WORKER_FILE, json.dumps({
+        "pid": os.getpid(), NODE_ID: ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address()}))
+    (out / ERROR_FILE).unlink(missing_ok=True)
 
 
 def write_trial_plots(out: Path) -> None:
