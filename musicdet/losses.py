@@ -34,7 +34,8 @@ from .configtools import from_dict, require
 
 LossType = Literal["ce", "aauc", "apauc", "aaucsum"]
 LOSS_TYPES: tuple[str, ...] = ("ce", "aauc", "apauc", "aaucsum")
-CHUNK_ELEMENTS = 1 << 19  # pair buffer size (floats); 2 MiB in float32, fast on a 2-core CPU
+CHUNK_ELEMENTS = 1 << 21  # pair buffer (floats): 8 MiB in float32; 2 threads were 1.4× faster
+# here than with 2 MiB chunks (per-op thread start-up amortised), 1 thread unchanged
 _RANK_TOLERANCE = 1e-9  # α·N⁻ within this of an integer counts as that integer
 _SEPARABLE_SPREAD = 20.0  # max δ·(spread of a chunk's positives) for the separable σ
 _EXP_LIMIT = 77.0  # |c − δn| clamp: e^(77 + 10) stays below float32's max (e^88.7)
