@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/python -m search.demo studies/smoke.yaml
 
 lint: setup
-	$(BIN)/ruff check musicdet search tests bench
+	$(BIN)/ruff check musicdet search tests bench .ci
 
 test: lint
 	$(BIN)/pytest
