@@ -7,10 +7,8 @@ connections, failing trials, concurrent drivers) are in test_faults_*.py.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.parse
 import urllib.request
 
 import pytest
@@ -20,6 +18,7 @@ from studyutil import (
     child_runs,
     free_port,
     postgres_databases,
+    rest,
     start_driver,
     wait_for,
     write_spec,
@@ -95,12 +94,6 @@ def databases():
         yield urls
 
 
-def _get(base: str, endpoint: str, **query) -> dict:
-    url = f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_two_drivers_on_postgresql_then_mlflow_server_rest(
         tmp_path, cache_dir, databases) -> None:
     optuna_url, mlflow_url = databases
@@ -132,23 +125,20 @@ def test_two_drivers_on_postgresql_then_mlflow_server_rest(
             except OSError:
                 return False
         wait_for(up, 90, "the MLflow server")
-        experiment = _get(base, "experiments/get-by-name",
-                          experiment_name="musicdet-shared")["experiment"]
-        body = json.dumps({"experiment_ids": [experiment["experiment_id"]],
-                           "filter": "tags.`musicdet.role` = 'trial'"}).encode()
-        request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", data=body,
-                                         headers={"Content-Type": "application/json"})
-        runs = json.loads(urllib.request.urlopen(request, timeout=10).read())["runs"]
+        experiment = rest(base, "experiments/get-by-name?experiment_name=musicdet-shared")[
+            "experiment"]
+        runs = rest(base, "runs/search", {"experiment_ids": [experiment["experiment_id"]],
+                                          "filter": "tags.`musicdet.role` = 'trial'"})["runs"]
         assert len(runs) == 5
         origins = {next(t["value"] for t in r["data"]["tags"] if t["key"] ==
                         "musicdet.trial_origin") for r in runs}
         assert len(origins) == 5
         run_id = runs[0]["info"]["run_id"]
-        history = _get(base, "metrics/get-history", run_id=run_id, metric_key="val_auc")
+        history = rest(base, f"metrics/get-history?run_id={run_id}&metric_key=val_auc")
         assert [m["step"] for m in history["metrics"]] == [1, 2]
         params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
         assert set(params) == {"loss", "alpha", "beta", "gamma", "lam", "delta"}
-        files = {f["path"] for f in _get(base, "artifacts/list", run_id=run_id)["files"]}
+        files = {f["path"] for f in rest(base, f"artifacts/list?run_id={run_id}")["files"]}
         assert {"roc.png", "config.yaml", "model"} <= files
     finally:
         server.terminate()

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from studyutil import DRIVER_ENV, free_port, write_spec
+from studyutil import DRIVER_ENV, free_port, rest, write_spec
 
 from search.spec import load_spec
 from search.tracking import ROLE, TRIALS_VIEW, StudyTracker, load_settings, trials_view_state
@@ -44,14 +44,6 @@ def tracked_study(spec_path: Path) -> tuple[str, list[str]]:
         tracker.finish_trial(run_id, "FINISHED", {"val_auc": 0.7 + number / 100}, None)
         trials.append(run_id)
     return tracker.experiment_id, trials
-
-
-def rest(base: str, endpoint: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{endpoint}", data=data,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 def listening_addresses(port: int) -> set[str]:
