@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .datasets import LabelledAudio, frame_labels, read_dataset
+from .datasets import LabelledAudio, read_dataset
+from .examples import load_example
 from .features import FeatureCache
 from .fsutil import write_text
 from .metrics import bootstrap_ci, evaluate, threshold_metrics
@@ -57,9 +58,9 @@ def score_files(
     """Frame labels and music probabilities of every labelled file."""
     scored = []
     for item in tqdm(items, desc="evaluate", unit="file", disable=not progress):
-        features = cache.load(item.audio, detector.config.features)
-        labels, mask = frame_labels(item, len(features))
-        scored.append(FileScores(item.audio, labels, mask, detector.probabilities(features)))
+        example = load_example(item, cache, detector.config.features)
+        scored.append(FileScores(item.audio, example.labels, example.mask,
+                                 detector.probabilities(example.features)))
     return scored
 
 

@@ -38,9 +38,14 @@ def load_examples(
     """Every labelled file of ``data`` as an `Example` with raw (unnormalised) features."""
     cache = FeatureCache(data.cache_dir)
     items = labelled_audio(data, progress)
-    examples = []
-    for item in tqdm(items, desc="features", unit="file", disable=not progress):
-        matrix = cache.load(item.audio, features)
-        labels, mask = frame_labels(item, len(matrix))
-        examples.append(Example(item.audio.stem, matrix, labels, mask))
-    return examples
+    return [
+        load_example(item, cache, features)
+        for item in tqdm(items, desc="features", unit="file", disable=not progress)
+    ]
+
+
+def load_example(item: LabelledAudio, cache: FeatureCache, features: FeatureConfig) -> Example:
+    """One labelled file's raw features (through ``cache``) with its frame labels and mask."""
+    matrix = cache.load(item.audio, features)
+    labels, mask = frame_labels(item, len(matrix))
+    return Example(item.audio.stem, matrix, labels, mask)
