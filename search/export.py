@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from musicdet.config import RunConfig
 
-from .runner import RETRY_OF, open_storage
+from .runner import open_storage, trial_origin
 from .space import complete_params, describe, loss_config
 from .spec import StudySpec, hide_password
 from .tracking import ORIGIN, ROLE, StudyTracker, load_settings
@@ -84,7 +84,7 @@ def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
     """Register the model file logged by ``trial``'s MLflow run; alias it `champion`."""
     settings = load_settings(spec.mlflow)
     tracker = StudyTracker(settings, spec.name)
-    origin = trial.user_attrs.get(RETRY_OF, trial.number)
+    origin = trial_origin(trial)
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
         filter_string=f"tags.`{ORIGIN}` = '{origin}' and tags.`{ROLE}` = 'trial'", max_results=1)

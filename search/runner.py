@@ -3,11 +3,12 @@
 The Optuna study in its RDB storage is the single source of truth, which is what makes
 ``--resume`` and several drivers safe:
 
-- A driver records a heartbeat for each trial it runs. A RUNNING trial whose heartbeat is
-  older than ``storage.grace_seconds`` belonged to a dead driver: any driver marks it FAIL and
-  enqueues its parameters again (``retry_of`` = the original trial number), so the retry
-  continues the same trial folder (checkpoint) and MLflow run. A driver that stops on Ctrl-C
-  or an error requeues its own running trials at once.
+- A driver records a heartbeat for each trial it runs. A RUNNING trial whose heartbeat (or,
+  without one, whose start) is older than ``storage.grace_seconds`` belonged to a dead
+  driver: any driver marks it FAIL and enqueues its parameters again (``retry_of`` = the
+  original trial number), so the retry continues the same trial folder (checkpoint) and
+  MLflow run. A driver that stops on Ctrl-C or an error requeues its own running trials at
+  once.
 - A trial *counts* when it is COMPLETE, PRUNED, FAILED for a reason of its own (it raised,
   non-finite loss), RUNNING or WAITING. A new trial is asked for only while fewer than
   ``n_trials`` count; one that another driver made surplus (more than ``n_trials`` counted
@@ -27,8 +28,10 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -37,6 +40,8 @@ from unittest import mock
 import optuna
 import ray
 import sqlalchemy.exc
+from optuna.storages._rdb import models  # the trial and heartbeat tables (StudyStorage)
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
@@ -75,14 +80,45 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 # ---------------------------------------------------------------- Optuna study and storage
 
 
-def open_storage(url: str, spec: StudySpec) -> optuna.storages.RDBStorage:
+class StudyStorage(optuna.storages.RDBStorage):
+    """RDB storage with two amendments to Optuna's stale trials (those of dead drivers).
+
+    - A RUNNING trial that never got a heartbeat is stale once it started more than the grace
+      period ago: a driver that dies between creating a trial and its first heartbeat (killed,
+      or its connection dropped in that instant) leaves one, and Optuna alone never expires it.
+    - A driver never declares its own running trials (``own_trials``) stale, even when its
+      heartbeats could not reach the database for longer than the grace period.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.own_trials: set[int] = set()  # ids of the trials this process runs and beats
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return [trial_id for trial_id in self._expired_trial_ids(study_id)
+                if trial_id not in self.own_trials]
+
+    def _expired_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
+        trial = models.TrialModel
+        with _create_scoped_session(self.scoped_session) as session:
+            never_beat = [trial_id for (trial_id,) in session.query(trial.trial_id).filter(
+                trial.study_id == study_id, trial.state == TrialState.RUNNING,
+                ~trial.heartbeats.any())]
+        now = datetime.now()
+        return stale + [trial_id for trial_id in never_beat
+                        if now - (self.get_trial(trial_id).datetime_start or now) > grace]
+
+
+def open_storage(url: str, spec: StudySpec) -> StudyStorage:
     """RDB storage with heartbeats; stale trials of dead drivers are requeued."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    def create() -> optuna.storages.RDBStorage:
+    def create() -> StudyStorage:
         with warnings.catch_warnings():  # heartbeats are marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return StudyStorage(
                 url, engine_kwargs={"pool_pre_ping": True},
                 heartbeat_interval=spec.storage.heartbeat_seconds,
                 grace_period=spec.storage.grace_seconds,
@@ -111,10 +147,54 @@ def lost_database(error: BaseException) -> str | None:
     return None
 
 
+class DeferredLoss:
+    """A lost database connection met inside a Tune hook that Tune would only log (trial
+    completion): kept here and raised at the driver's next step, so the driver stops with one
+    clear line and ``--resume`` picks up what was not recorded."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            if lost_database(error) is None:
+                raise
+            self.error = self.error or error
+
+    def raise_if_lost(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Enqueue the parameters of a trial that lost its driver, remembering where it came from."""
-    origin = trial.user_attrs.get(RETRY_OF, trial.number)
+    """Enqueue the parameters of a trial that lost its driver, remembering where it came from
+    (unless a later trial of the same configuration exists: a retry is made once)."""
+    origin = trial_origin(trial)
+    if any(t.number > trial.number and trial_origin(t) == origin
+           for t in study.get_trials(deepcopy=False)):
+        return
     study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin}, skip_if_exists=False)
+
+
+def requeue_lost(study: optuna.Study) -> None:
+    """Requeue configurations whose retry was never enqueued: their latest trial was failed
+    (as stale, or released by its stopping driver) and the database went away before the
+    retry was enqueued."""
+    latest: dict[int, optuna.trial.FrozenTrial] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial_origin(trial) not in latest or trial.number > latest[trial_origin(trial)].number:
+            latest[trial_origin(trial)] = trial
+    for trial in latest.values():
+        if trial.state == TrialState.FAIL and not {FAIL_REASON, SURPLUS} & trial.user_attrs.keys():
+            requeue(study, trial)
+
+
+def trial_origin(trial: optuna.trial.FrozenTrial | optuna.Trial) -> int:
+    """The number of the first trial of this configuration (retries keep their folder and run)."""
+    return trial.user_attrs.get(RETRY_OF, trial.number)
 
 
 def spec_fingerprint(spec: StudySpec) -> dict[str, Any]:
@@ -197,9 +277,9 @@ def tally(trials: list[optuna.trial.FrozenTrial], below: int | None = None) -> T
 class Heartbeat:
     """A daemon thread that records a heartbeat for each of this driver's running trials."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, interval: float) -> None:
+    def __init__(self, storage: StudyStorage, interval: float) -> None:
         self._storage, self._interval = storage, interval
-        self._ids: set[int] = set()
+        self._ids = storage.own_trials
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
@@ -213,9 +293,9 @@ class Heartbeat:
         self.__dict__.update(state, _ids=set(), _storage=None)
 
     def add(self, trial_id: int) -> None:
-        self._storage.record_heartbeat(trial_id)
         with self._lock:
             self._ids.add(trial_id)
+        self._storage.record_heartbeat(trial_id)
 
     def discard(self, trial_id: int) -> None:
         with self._lock:
@@ -240,7 +320,7 @@ def trial_space(search: SearchSpec, trial: optuna.Trial) -> dict[str, Any]:
     """Sampled loss parameters plus the trial's number and origin (for folders and runs)."""
     params = sample(trial, search)
     return {**params, "trial_number": trial.number,
-            "origin": trial.user_attrs.get(RETRY_OF, trial.number)}
+            "origin": trial_origin(trial)}
 
 
 def make_sampler(search: SearchSpec, offset: int) -> optuna.samplers.BaseSampler:
@@ -258,13 +338,14 @@ class StudySearcher(OptunaSearch):
     """OptunaSearch that keeps the study's trial budget exact across drivers and restarts."""
 
     def __init__(self, spec: StudySpec, storage: optuna.storages.RDBStorage,
-                 heartbeat: Heartbeat, offset: int, workdir: Path) -> None:
+                 heartbeat: Heartbeat, offset: int, workdir: Path, lost: DeferredLoss) -> None:
         super().__init__(space=partial(trial_space, spec.search), metric=OBJECTIVE,
                          mode=spec.search.objective.mode, sampler=make_sampler(spec.search, offset),
                          study_name=spec.name, storage=storage)
         self._n_trials = int(spec.search.n_trials or 0)
         self._heartbeat = heartbeat
         self._workdir = workdir
+        self._lost = lost
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the Tuner into tuner.pkl: the copy holds no storage (its URL's password)."""
@@ -278,6 +359,7 @@ class StudySearcher(OptunaSearch):
 
     def _suggest(self, trial_id: str) -> dict | str | None:
         optuna.storages.fail_stale_trials(self._ot_study)
+        requeue_lost(self._ot_study)
         now = tally(self._ot_study.get_trials(deepcopy=False))
         if not now.waiting and now.counted >= self._n_trials:
             if now.running > len(self._live()):  # other drivers' trials may still be requeued
@@ -298,23 +380,36 @@ class StudySearcher(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        with self._lost.deferred():
+            self._complete(trial_id, result, error)
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return
         self._heartbeat.discard(ot_trial._trial_id)
-        folder = trial_dir(self._workdir, ot_trial.user_attrs.get(RETRY_OF, ot_trial.number))
+        folder = trial_dir(self._workdir, trial_origin(ot_trial))
         if node := worker_info(folder).get(NODE_ID):
             ot_trial.set_user_attr(RAY_NODE, node)
+        value, state = None, TrialState.PRUNED  # stopped before it reported the objective
         if result and FAILED in result:
             ot_trial.set_user_attr(FAIL_REASON, result[FAILED])
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-            self._completed_trials.add(trial_id)
-            return
-        if error:
+            state = TrialState.FAIL
+        elif error:
             ot_trial.set_user_attr(FAIL_REASON, failure_reason(folder))
+            state = TrialState.FAIL
+        elif result and result.get(self.metric) is not None \
+                and not math.isfinite(result[self.metric]):
+            ot_trial.set_user_attr(FAIL_REASON, f"{self.metric} is {result[self.metric]}")
+            state = TrialState.FAIL
         elif result:
             ot_trial.set_user_attr("epochs", int(result.get("epoch", 0)))
-        super().on_trial_complete(trial_id, result, error)
+            value = result.get(self.metric)
+            state = TrialState.COMPLETE if value is not None else TrialState.PRUNED
+        # Not OptunaSearch.on_trial_complete: it would log a lost connection and go on. A trial
+        # another driver failed as stale meanwhile is left so: its retry carries its parameters.
+        self._ot_study.tell(ot_trial, value, state=state, skip_if_finished=True)
+        self._completed_trials.add(trial_id)
 
     def release(self) -> None:
         """Requeue this driver's unfinished trials (the driver is stopping)."""
@@ -342,8 +437,9 @@ class TrackingCallback(tune.Callback):
     """Streams trial results (on the driver) to MLflow and prints one line per finished trial."""
 
     def __init__(self, tracker: StudyTracker, parent_id: str, workdir: Path, epochs: int,
-                 n_trials: int, progress: bool) -> None:
+                 n_trials: int, progress: bool, lost: DeferredLoss) -> None:
         self.tracker, self.parent_id, self.workdir = tracker, parent_id, workdir
+        self.lost = lost
         self.epochs, self.n_trials, self.progress = epochs, n_trials, progress
         self.runs: dict[str, str] = {}
         self.finished = 0
@@ -352,6 +448,9 @@ class TrackingCallback(tune.Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles callbacks into tuner.pkl: the copy holds no tracker (its backend's URL)."""
         return {k: v for k, v in self.__dict__.items() if k != "tracker"}
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self.lost.raise_if_lost()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         config = trial.config
@@ -381,6 +480,10 @@ class TrackingCallback(tune.Callback):
         self._finish(trial, "FAILED", reason)
 
     def _finish(self, trial: Any, status: str, reason: str | None = None) -> None:
+        with self.lost.deferred():
+            self._end_run(trial, status, reason)
+
+    def _end_run(self, trial: Any, status: str, reason: str | None) -> None:
         run_id = self.runs.pop(trial.trial_id, None)
         folder = trial_dir(self.workdir, trial.config["origin"])
         if not (folder / "roc.png").exists():
@@ -411,7 +514,7 @@ def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
     A driver killed between telling Optuna a trial's outcome and ending its MLflow run leaves
     the run RUNNING; the next driver ends it from the study and the trial folder.
     """
-    latest = {t.user_attrs.get(RETRY_OF, t.number): t for t in study.get_trials(deepcopy=False)}
+    latest = {trial_origin(t): t for t in study.get_trials(deepcopy=False)}
     closed = 0
     for run in tracker.open_trial_runs():
         trial = latest.get(int(run.data.tags[ORIGIN]))
@@ -551,7 +654,9 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: optuna.storages.RDB
     started_ray = connect_ray(address, num_cpus)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
     workdir = spec.workdir.resolve()
-    searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir)
+    lost = DeferredLoss()
+    searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir,
+                             lost=lost)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir),
                              metric=spec.search.objective.metric,
@@ -559,7 +664,7 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: optuna.storages.RDB
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
     callback = TrackingCallback(tracker, parent_id, workdir, spec.training.epochs,
-                                int(spec.search.n_trials or 0), out is not None)
+                                int(spec.search.n_trials or 0), out is not None, lost)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler(spec),

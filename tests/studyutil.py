@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
-from search.runner import RETRY_OF, run_status, tally
+from search.runner import run_status, tally, trial_origin
 
 DRIVER = [sys.executable, "-c", "from search.cli import main; raise SystemExit(main())"]
 # One torch/BLAS thread in driver processes too, as tests/conftest.py sets in this one.
@@ -123,12 +123,13 @@ def assert_study_complete(trials: list[FrozenTrial], runs: list[Run], n_trials: 
     assert len(numbers) == len(set(numbers)), numbers
     assert tally(trials).finished == n_trials, [(t.number, t.state) for t in trials]
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    finished = {t.user_attrs.get(RETRY_OF, t.number): t for t in trials
+    finished = {trial_origin(t): t for t in trials
                 if run_status(t, epochs) is not None}
     assert len(finished) == n_trials, "a configuration finished twice"
     by_origin = {int(r.data.tags["musicdet.trial_origin"]): r for r in runs}
     assert len(by_origin) == len(runs), "two MLflow runs for one trial"
-    assert sorted(by_origin) == sorted(finished)
+    assert sorted(by_origin) == sorted(finished), (sorted(by_origin), [
+        (t.number, t.state.name, t.user_attrs) for t in trials])
     for origin, run in by_origin.items():
         status = run_status(finished[origin], epochs)
         assert run.data.tags["status"] == status, (origin, run.data.tags)
