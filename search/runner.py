@@ -183,10 +183,7 @@ def requeue_lost(study: optuna.Study) -> None:
     """Requeue configurations whose retry was never enqueued: their latest trial was failed
     (as stale, or released by its stopping driver) and the database went away before the
     retry was enqueued."""
-    latest: dict[int, optuna.trial.FrozenTrial] = {}
-    for trial in study.get_trials(deepcopy=False):
-        if trial_origin(trial) not in latest or trial.number > latest[trial_origin(trial)].number:
-            latest[trial_origin(trial)] = trial
+    latest = {trial_origin(t): t for t in study.get_trials(deepcopy=False)}  # by number
     for trial in latest.values():
         if trial.state == TrialState.FAIL and not {FAIL_REASON, SURPLUS} & trial.user_attrs.keys():
             requeue(study, trial)
@@ -337,7 +334,7 @@ def make_sampler(search: SearchSpec, offset: int) -> optuna.samplers.BaseSampler
 class StudySearcher(OptunaSearch):
     """OptunaSearch that keeps the study's trial budget exact across drivers and restarts."""
 
-    def __init__(self, spec: StudySpec, storage: optuna.storages.RDBStorage,
+    def __init__(self, spec: StudySpec, storage: StudyStorage,
                  heartbeat: Heartbeat, offset: int, workdir: Path, lost: DeferredLoss) -> None:
         super().__init__(space=partial(trial_space, spec.search), metric=OBJECTIVE,
                          mode=spec.search.objective.mode, sampler=make_sampler(spec.search, offset),
@@ -388,28 +385,34 @@ class StudySearcher(OptunaSearch):
         if ot_trial is None or trial_id in self._completed_trials:
             return
         self._heartbeat.discard(ot_trial._trial_id)
+        if self._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            # another driver failed it as stale (this one's heartbeats did not reach the
+            # database): its retry carries the configuration
+            self._completed_trials.add(trial_id)
+            return
         folder = trial_dir(self._workdir, trial_origin(ot_trial))
         if node := worker_info(folder).get(NODE_ID):
             ot_trial.set_user_attr(RAY_NODE, node)
-        value, state = None, TrialState.PRUNED  # stopped before it reported the objective
-        if result and FAILED in result:
-            ot_trial.set_user_attr(FAIL_REASON, result[FAILED])
-            state = TrialState.FAIL
-        elif error:
-            ot_trial.set_user_attr(FAIL_REASON, failure_reason(folder))
-            state = TrialState.FAIL
-        elif result and result.get(self.metric) is not None \
-                and not math.isfinite(result[self.metric]):
-            ot_trial.set_user_attr(FAIL_REASON, f"{self.metric} is {result[self.metric]}")
-            state = TrialState.FAIL
-        elif result:
-            ot_trial.set_user_attr("epochs", int(result.get("epoch", 0)))
-            value = result.get(self.metric)
-            state = TrialState.COMPLETE if value is not None else TrialState.PRUNED
-        # Not OptunaSearch.on_trial_complete: it would log a lost connection and go on. A trial
-        # another driver failed as stale meanwhile is left so: its retry carries its parameters.
+        state, value, attrs = self._outcome(result, error, folder)
+        for key, attr in attrs.items():
+            ot_trial.set_user_attr(key, attr)
+        # not OptunaSearch.on_trial_complete: it would log a lost connection and go on
         self._ot_study.tell(ot_trial, value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
+
+    def _outcome(self, result: dict | None, error: bool,
+                 folder: Path) -> tuple[TrialState, float | None, dict[str, Any]]:
+        """Optuna state, value and user attributes of a trial that Tune ended."""
+        objective = (result or {}).get(self.metric)
+        if result and FAILED in result:
+            return TrialState.FAIL, None, {FAIL_REASON: result[FAILED]}
+        if error:
+            return TrialState.FAIL, None, {FAIL_REASON: failure_reason(folder)}
+        if objective is not None and not math.isfinite(objective):
+            return TrialState.FAIL, None, {FAIL_REASON: f"{self.metric} is {objective}"}
+        epochs = {"epochs": int(result.get("epoch", 0))} if result else {}
+        state = TrialState.PRUNED if objective is None else TrialState.COMPLETE
+        return state, objective, epochs
 
     def release(self) -> None:
         """Requeue this driver's unfinished trials (the driver is stopping)."""
@@ -645,7 +648,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
                        time.perf_counter() - started, tracker.experiment_id)
 
 
-def _dispatch(spec: StudySpec, study: optuna.Study, storage: optuna.storages.RDBStorage,
+def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
               tracker: StudyTracker, parent_id: str, address: str | None,
               num_cpus: int | None, out: TextIO | None) -> None:
     """One Tuner session over the study; on any exit this driver's live trials are requeued."""
