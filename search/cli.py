@@ -21,8 +21,9 @@ from dataclasses import replace
 from musicdet.configtools import ConfigError
 
 from .export import export_best, format_table, load_study, top_trials
-from .runner import lost_database, run_study, study_counts, tally
+from .runner import run_study
 from .spec import StudySpec, check_database_url, load_spec
+from .study import lost_database, study_counts, tally
 from .tracking import StudyTracker, load_settings
 
 UI_HOST = "127.0.0.1"  # the UI has no authentication: loopback only

@@ -15,9 +15,9 @@ from optuna.trial import TrialState
 
 from musicdet.config import RunConfig
 
-from .runner import open_storage, trial_origin
 from .space import complete_params, describe, loss_config
 from .spec import StudySpec, hide_password
+from .study import open_storage, trial_origin
 from .tracking import ORIGIN, ROLE, StudyTracker, load_settings
 
 

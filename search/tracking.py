@@ -167,6 +167,10 @@ class StudyTracker:
             run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in metrics.items()]
         )
 
+    def logged_epochs(self, run_id: str) -> set[int]:
+        """Epochs (steps) whose validation AUC the run holds."""
+        return {m.step for m in self.client.get_metric_history(run_id, "val_auc")}
+
     def open_trial_runs(self) -> list[Run]:
         """Child runs not ended (RUNNING, or KILLED when their driver stopped)."""
         runs = self.client.search_runs(

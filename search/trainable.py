@@ -67,7 +67,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str, met
     try:
         train(run_config, out, data=data, on_epoch=on_epoch, progress=False)
     except NonFiniteLossError as error:
-        tune.report({FAILED: f"NonFiniteLossError: {error}", "epoch": len(_history(out)) + 1,
+        tune.report({FAILED: f"NonFiniteLossError: {error}", "epoch": len(epoch_history(out)) + 1,
                      OBJECTIVE: -sign * math.inf})
         return
     except Exception as error:  # Ray records the traceback; the study keeps one line of it
@@ -75,7 +75,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str, met
         raise
     if not reported:  # resumed from the checkpoint of its last epoch: report that epoch again
         write_trial_plots(out)
-        tune.report({**_history(out)[-1], OBJECTIVE: best})
+        tune.report({**epoch_history(out)[-1], OBJECTIVE: best})
 
 
 def failure_reason(out: Path) -> str:
@@ -104,7 +104,7 @@ def write_trial_plots(out: Path) -> None:
     """ROC curve and score histograms (threshold at P = 0.90) of the best epoch, if saved."""
     if not (out / "validation.npz").exists():
         return
-    best = max(_history(out), key=lambda e: e.get("val_auc", -math.inf))
+    best = max(epoch_history(out), key=lambda e: e.get("val_auc", -math.inf))
     with np.load(out / "validation.npz") as saved:
         labels, scores, mask = saved["labels"], saved["scores"], saved["mask"]
     plot_roc(labels, scores, out / "roc.png", mask)
@@ -114,11 +114,11 @@ def write_trial_plots(out: Path) -> None:
 
 def _best_so_far(out: Path, metric: str, sign: float) -> float:
     """Best ``metric`` in the epochs a resumed trial already holds (NaN if none)."""
-    values = [e[metric] for e in _history(out) if metric in e]
+    values = [e[metric] for e in epoch_history(out) if metric in e]
     return max(values, key=lambda v: sign * v) if values else math.nan
 
 
-def _history(out: Path) -> list[dict[str, float]]:
+def epoch_history(out: Path) -> list[dict[str, float]]:
     """Per-epoch metrics the trial folder holds (train writes history.json every epoch)."""
     path = out / "history.json"
     return json.loads(path.read_text()) if path.exists() else []

@@ -22,7 +22,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
-from search.runner import run_status, tally, trial_origin
+from search.runner import run_status
+from search.study import tally, trial_origin
 
 DRIVER = [sys.executable, "-c", "from search.cli import main; raise SystemExit(main())"]
 # One torch/BLAS thread in driver processes too, as tests/conftest.py sets in this one.

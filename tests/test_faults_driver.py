@@ -21,7 +21,7 @@ from studyutil import (
     write_spec,
 )
 
-from search.runner import tally
+from search.study import tally
 
 pytestmark = pytest.mark.slow
 N_TRIALS, EPOCHS = 4, 2

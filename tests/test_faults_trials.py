@@ -19,8 +19,9 @@ from optuna.trial import TrialState
 from studyutil import assert_study_complete, child_runs, wait_for, write_spec
 
 from search.export import load_study
-from search.runner import FAIL_REASON, run_study
+from search.runner import run_study
 from search.spec import load_spec
+from search.study import FAIL_REASON
 from search.trainable import trial_dir, worker_info
 
 pytestmark = pytest.mark.slow

@@ -25,8 +25,8 @@ from studyutil import DRIVER, DRIVER_ENV, free_port, postgres_databases, wait_fo
 
 from musicdet.configtools import ConfigError
 from search.cli import main as search_main
-from search.runner import open_storage
 from search.spec import hide_password, load_spec, parse_spec
+from search.study import open_storage
 from search.tracking import TRIAL_ARTIFACTS
 from search.trainable import trial_dir
 

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 from studyutil import postgres_databases
 
-from search.runner import FAIL_REASON, SURPLUS, StudyStorage, requeue, requeue_lost, trial_origin
+from search.study import FAIL_REASON, SURPLUS, StudyStorage, requeue, requeue_lost, trial_origin
 
 GRACE = 2  # seconds
 

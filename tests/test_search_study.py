@@ -28,8 +28,9 @@ from musicdet.config import load_run_config
 from musicdet.train import train
 from search.cli import main as search_main
 from search.export import export_best, load_study
-from search.runner import run_study, tally
+from search.runner import run_study
 from search.spec import load_spec
+from search.study import tally
 
 pytestmark = pytest.mark.slow
 
