@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import optuna
 import pytest
@@ -23,20 +23,15 @@ GRACE = 2  # seconds
 @contextmanager
 def study_on(kind: str, tmp_path) -> Iterator[tuple[optuna.Study, StudyStorage]]:
     """A fresh study on ``kind`` storage with heartbeats (1 s) and GRACE."""
-    with warnings.catch_warnings():
+    with ExitStack() as stack, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
-        if kind == "sqlite":
-            storage = StudyStorage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1,
-                                   grace_period=GRACE, heartbeat_stale_trial_callback=requeue)
-            yield optuna.create_study(study_name="stale", storage=storage), storage
-            return
-        with postgres_databases(1) as (url,):
-            storage = StudyStorage(url, heartbeat_interval=1, grace_period=GRACE,
-                                   heartbeat_stale_trial_callback=requeue)
-            yield optuna.create_study(study_name="stale", storage=storage), storage
-            storage.remove_session()
-            storage.engine.dispose()
+        url = f"sqlite:///{tmp_path}/optuna.db" if kind == "sqlite" else \
+            stack.enter_context(postgres_databases(1))[0]
+        storage = StudyStorage(url, heartbeat_interval=1, grace_period=GRACE,
+                               heartbeat_stale_trial_callback=requeue)
+        yield optuna.create_study(study_name="stale", storage=storage), storage
+        storage.engine.dispose()  # before the database is dropped
 
 
 def ask(study: optuna.Study, count: int) -> list[optuna.Trial]:
