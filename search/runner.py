@@ -52,6 +52,7 @@ from .trainable import (
     FAILED,
     NODE_ID,
     OBJECTIVE,
+    best_epoch,
     epoch_history,
     failure_reason,
     run_trial,
@@ -282,7 +283,7 @@ class TrackingCallback(tune.Callback):
         if not (folder / "roc.png").exists():
             write_trial_plots(folder)
         if run_id is not None:
-            self.tracker.finish_trial(run_id, status, _best_epoch(folder), folder, reason,
+            self.tracker.finish_trial(run_id, status, _best_summary(folder), folder, reason,
                                       worker_info(folder).get(NODE_ID))
         self.finished += 1
         self._print(trial, status, reason)
@@ -315,7 +316,7 @@ def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
         if status is None:
             continue
         folder = trial_dir(workdir, int(run.data.tags[ORIGIN]))
-        tracker.finish_trial(run.info.run_id, status, _best_epoch(folder), folder,
+        tracker.finish_trial(run.info.run_id, status, _best_summary(folder), folder,
                              trial.user_attrs.get(FAIL_REASON), trial.user_attrs.get(RAY_NODE))
         closed += 1
     return closed
@@ -332,9 +333,9 @@ def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
     return None
 
 
-def _best_epoch(folder: Path) -> dict[str, float]:
+def _best_summary(folder: Path) -> dict[str, float]:
     """Metrics of the epoch with the best validation AUC (from the trial's history.json)."""
-    best = max(epoch_history(folder), key=lambda e: e.get("val_auc", -math.inf), default=None)
+    best = best_epoch(folder)
     return {**_epoch_metrics(best), "epoch": best["epoch"]} if best else {}
 
 

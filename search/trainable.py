@@ -102,9 +102,9 @@ def _record_worker(out: Path) -> None:
 
 def write_trial_plots(out: Path) -> None:
     """ROC curve and score histograms (threshold at P = 0.90) of the best epoch, if saved."""
-    if not (out / "validation.npz").exists():
+    best = best_epoch(out)
+    if best is None or not (out / "validation.npz").exists():
         return
-    best = max(epoch_history(out), key=lambda e: e.get("val_auc", -math.inf))
     with np.load(out / "validation.npz") as saved:
         labels, scores, mask = saved["labels"], saved["scores"], saved["mask"]
     plot_roc(labels, scores, out / "roc.png", mask)
@@ -116,6 +116,11 @@ def _best_so_far(out: Path, metric: str, sign: float) -> float:
     """Best ``metric`` in the epochs a resumed trial already holds (NaN if none)."""
     values = [e[metric] for e in epoch_history(out) if metric in e]
     return max(values, key=lambda v: sign * v) if values else math.nan
+
+
+def best_epoch(out: Path) -> dict[str, float] | None:
+    """Metrics of the epoch with the best validation AUC (None before the first epoch)."""
+    return max(epoch_history(out), key=lambda e: e.get("val_auc", -math.inf), default=None)
 
 
 def epoch_history(out: Path) -> list[dict[str, float]]:
