@@ -27,6 +27,16 @@ from .model import ModelConfig
 
 DATA_FORMATS = ("synth", "generic", "openbmat", "seyerlehner")
 SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32 (numpy and torch both take them)
+METRIC_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
+    "val_auc": "maximize",
+    "val_eer": "minimize",
+    "val_recall": "maximize",
+    "val_f1": "maximize",
+    "val_loss": "minimize",
+    "train_loss": "minimize",
+}
+"""Per-epoch metrics that can select the best epoch (and be a study's objective), each with
+the one direction in which it improves."""
 
 
 @dataclass
@@ -69,8 +79,11 @@ class TrainingConfig:
     lr_start: float = 1e-3
     lr_end: float = 1e-4
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    select_metric: str = "val_auc"  # the epoch kept in model.pt is the best by this metric
 
     def __post_init__(self) -> None:
+        require(self.select_metric in METRIC_DIRECTIONS, "select_metric",
+                f"select_metric in {{{', '.join(METRIC_DIRECTIONS)}}}", self.select_metric)
         require(self.epochs >= 1, "epochs", "epochs >= 1", self.epochs)
         require(self.batch_size >= 1, "batch_size", "batch_size >= 1", self.batch_size)
         require(self.sequence_frames >= 10, "sequence_frames", "sequence_frames >= 10",
