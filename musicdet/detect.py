@@ -9,7 +9,9 @@ Streaming is exact: features are computed on audio blocks with half a window of 
 the scorer blends windows on the same global grid as `Detector.probabilities` on the whole
 file (starts at multiples of ``window // 2``, the last aligned to the end), so every frame
 sees the same windows and gets the same score up to float rounding. Memory holds one audio
-block, one block of features and the probabilities (8 bytes per 10 ms frame, 2.9 MB an hour).
+block, one block of features and the probabilities (8 bytes per frame: 2.9 MB an hour at the
+default 10 ms hop). Every time written (segments, the ``time`` column) is on the model's own
+frame grid, frame t centred at t · `FeatureConfig.hop_seconds`.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ class Smoothing:
             "0 <= low_threshold <= threshold", (self.low_threshold, self.threshold))
 
 
+def seconds_to_frames(seconds: float, hop_seconds: float) -> int:
+    """Whole frames nearest to ``seconds`` on a grid of frames ``hop_seconds`` apart."""
+    return round(seconds / hop_seconds)
+
+
 def median_smooth(probabilities: np.ndarray, frames: int) -> np.ndarray:
     """Running median over ``frames`` frames (rounded up to odd; 1 or less: unchanged)."""
     if frames <= 1:
@@ -127,11 +134,12 @@ def drop_short_music(decisions: np.ndarray, min_frames: int) -> np.ndarray:
 
 def decide(
     probabilities: np.ndarray, smoothing: Smoothing, default_threshold: float,
-    frames_per_second: float = 100.0,
+    hop_seconds: float,
 ) -> np.ndarray:
-    """Music decisions (T,) bool from probabilities (T,) after every `Smoothing` step."""
+    """Music decisions (T,) bool from probabilities (T,) of frames ``hop_seconds`` apart after
+    every `Smoothing` step."""
     def frames(seconds: float) -> int:
-        return round(seconds * frames_per_second)
+        return seconds_to_frames(seconds, hop_seconds)
 
     threshold = default_threshold if smoothing.threshold is None else smoothing.threshold
     if smoothing.low_threshold is not None and smoothing.low_threshold > threshold:
@@ -297,8 +305,8 @@ def stream_probabilities(
     """
     config = detector.config.features
     features = _background(stream_features(blocks, config))
-    frames_per_second = config.sample_rate / config.hop_length
-    for logits in stream_logits(detector, features, round(block_seconds * frames_per_second)):
+    block_frames = seconds_to_frames(block_seconds, config.hop_seconds)
+    for logits in stream_logits(detector, features, block_frames):
         yield sigmoid(logits)
 
 
@@ -335,10 +343,9 @@ def detect_file(
 
     audio = counted(stream_audio(path, block_seconds))
     probabilities = np.concatenate(list(stream_probabilities(detector, audio, block_seconds)))
-    frames_per_second = config.sample_rate / config.hop_length
-    decisions = decide(probabilities, smoothing, detector.threshold, frames_per_second)
+    decisions = decide(probabilities, smoothing, detector.threshold, config.hop_seconds)
     duration = samples / config.sample_rate
-    segments = to_segments(decisions, 1 / frames_per_second, duration)
+    segments = to_segments(decisions, config.hop_seconds, duration)
     return Detection(Path(path), probabilities, decisions, segments, duration)
 
 
@@ -367,7 +374,7 @@ def detect(
     detector = model if isinstance(model, Detector) else load_model(model)
     paths = find_audio(inputs)
     out = Path(out_dir)
-    hop_seconds = detector.config.features.hop_length / detector.config.features.sample_rate
+    hop_seconds = detector.config.features.hop_seconds
     failures: list[tuple[Path, str]] = []
     total = sum(_duration_or_zero(path) for path in paths)
     with tqdm(total=round(total, 2), unit="s", desc="detect", disable=not progress) as bar:

@@ -1,9 +1,10 @@
 """The paper's front end: 128 log-Mel energies (64 Hz–8 kHz) + 12 openSMILE chroma = 140 dims.
 
 Both blocks share one frame grid: a 25 ms Hamming window (400 samples at 16 kHz) every
-10 ms (160 samples), frames centred, so frame t is centred at t·10 ms and a signal of N
-samples gives ``1 + N // 160`` frames (100 frames/s). The signal is zero-padded by half a
-window on both sides for both blocks.
+10 ms (160 samples) by default, frames centred, so frame t is centred at t·hop_length /
+sample_rate seconds (`FeatureConfig.hop_seconds`, the one definition every frame label,
+time column and segment uses) and a signal of N samples gives ``1 + N // hop_length``
+frames. The signal is zero-padded by half a window on both sides for both blocks.
 
 * Log-Mel: the 400-sample windowed frame is zero-padded to ``n_fft`` = 1024 points, the
   smallest power of two at which every one of the 128 Slaney Mel filters (librosa's
@@ -103,6 +104,11 @@ class FeatureConfig:
         require(self.log_floor > 0, "log_floor", "log_floor > 0", self.log_floor)
         empty = int((mel_matrix(self) > 0).sum(axis=1).min()) == 0
         require(not empty, "n_fft", "every Mel filter covers an FFT bin (raise n_fft)", self.n_fft)
+
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between frame centres: frame t is centred at t · hop_seconds."""
+        return self.hop_length / self.sample_rate
 
     @property
     def dims(self) -> int:
