@@ -33,6 +33,7 @@ from tqdm import tqdm
 from .audio import AudioError, audio_duration, find_audio, stream_audio
 from .configtools import require
 from .datasets import MUSIC, NO_MUSIC
+from .devices import choose_device
 from .features import FeatureConfig, extract_features
 from .fsutil import atomic_open, save_npy, write_text
 from .modelfile import Detector, load_model
@@ -360,18 +361,22 @@ def detect(
     block_seconds: float = 60.0,
     skip_bad: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> list[tuple[Path, str]]:
     """Detect music in every audio file of ``inputs`` (files, folders, globs) into ``out_dir``.
 
     Writes ``NAME.segments.EXT`` and, with ``frame_scores``, ``NAME.frames.csv|npy``. A file
     that cannot be read raises its `AudioError`, unless ``skip_bad``: then the others go on
-    and the failures are returned as ``(path, message)``.
+    and the failures are returned as ``(path, message)``. The model is moved to ``device``
+    (auto | cpu | cuda, see `choose_device`) for scoring.
     """
     require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
             segment_format)
     require(frame_scores is None or frame_scores in FRAME_FORMATS, "frame_scores",
             f"one of {FRAME_FORMATS}", frame_scores)
+    torch_device = choose_device(device)
     detector = model if isinstance(model, Detector) else load_model(model)
+    detector.model.to(torch_device)
     paths = find_audio(inputs)
     out = Path(out_dir)
     hop_seconds = detector.config.features.hop_seconds

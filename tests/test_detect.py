@@ -288,6 +288,27 @@ def test_detect_times_frames_and_segments_on_the_model_hop(tmp_path: Path) -> No
     assert segments == ["0.000000\t5.020000\tmusic", "5.020000\t10.000000\tno-music"]
 
 
+def test_detect_refuses_a_device_it_cannot_use(tmp_path: Path, model_file: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    audio = write_wav(tmp_path / "in" / "prog.wav", 1.0)
+    for device, message in (("cuda", "^device: cuda was asked for but no GPU is available"),
+                            ("gpu", "^device: expected one of auto, cpu, cuda, got 'gpu'")):
+        with pytest.raises(ConfigError, match=message):
+            detect(model_file, [audio], tmp_path / "out", device=device, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_detect_on_cuda_scores_as_on_cpu(tmp_path: Path, model_file: Path) -> None:
+    audio = write_wav(tmp_path / "in" / "prog.wav", 20.0)
+    for device in ("cpu", "cuda"):
+        detect(model_file, [audio], tmp_path / device, frame_scores="npy", device=device,
+               progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "cuda" / "prog.frames.npy"),
+                               np.load(tmp_path / "cpu" / "prog.frames.npy"), atol=1e-5)
+
+
 def test_cli_skip_bad_reports_and_fails(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
