@@ -309,6 +309,17 @@ def test_detect_on_cuda_scores_as_on_cpu(tmp_path: Path, model_file: Path) -> No
                                np.load(tmp_path / "cpu" / "prog.frames.npy"), atol=1e-5)
 
 
+def test_skip_bad_does_not_skip_a_bug_of_ours(tmp_path: Path, model_file: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(blocks: object, size: int) -> None:
+        raise TypeError("a bug in rebuffering")
+
+    monkeypatch.setattr("musicdet.audio._rebuffer", broken)
+    audio = write_wav(tmp_path / "in" / "prog.wav", 1.0)
+    with pytest.raises(TypeError, match="a bug in rebuffering"):
+        detect(model_file, [audio], tmp_path / "out", skip_bad=True, progress=False)
+
+
 def test_cli_skip_bad_reports_and_fails(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
