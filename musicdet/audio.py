@@ -17,10 +17,12 @@ import glob
 import math
 import struct
 import warnings
+import wave
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import audioread
 import numpy as np
 import soundfile
 import soxr
@@ -38,6 +40,9 @@ _GLOB_CHARACTERS = frozenset("*?[")
 _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)  # data sizes written by recorders that never finalised
 # What libsndfile says of an existing file named .mp3 in which it finds no MPEG frame.
 _LIBSNDFILE_NO_FRAMES = "File does not exist or is not a regular file"
+_DECODER_ERRORS = (soundfile.SoundFileError, audioread.DecodeError, OSError, EOFError, wave.Error)
+"""What soundfile and audioread (ffmpeg, GStreamer, the stdlib wave reader) raise on a file
+they cannot read; caught around decoder calls only, so a bug in this module propagates."""
 
 
 class AudioError(ValueError):
@@ -64,12 +69,11 @@ def stream_audio(path: str | Path, block_seconds: float = 60.0) -> Iterator[np.n
     path = Path(path)
     block_samples = max(1, round(block_seconds * SAMPLE_RATE))
     total = 0
-    with _decoder_errors(path):
-        sample_rate, blocks = _open_blocks(path, block_seconds)
-        resampled = _resample(_checked_mono(path, blocks, sample_rate), sample_rate)
-        for block in _rebuffer(resampled, block_samples):
-            total += len(block)
-            yield block
+    sample_rate, blocks = _open_blocks(path, block_seconds)
+    resampled = _resample(_checked_mono(path, blocks, sample_rate), sample_rate)
+    for block in _rebuffer(resampled, block_samples):
+        total += len(block)
+        yield block
     if total == 0:
         raise AudioError(path, "contains no audio samples", "expected at least one sample")
 
@@ -131,12 +135,10 @@ def _is_audio_name(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _decoder_errors(path: Path) -> Iterator[None]:
-    """Turn whatever a decoder raises into one `AudioError` line naming ``path``."""
+    """Turn a decoder's error (`_DECODER_ERRORS`) into one `AudioError` line naming ``path``."""
     try:
         yield
-    except AudioError:
-        raise
-    except Exception as error:  # decoders raise many unrelated types
+    except _DECODER_ERRORS as error:
         raise AudioError(path, f"cannot decode ({_reason(error)})") from None
 
 
@@ -166,7 +168,8 @@ def _open_blocks(path: Path, block_seconds: float) -> tuple[int, Iterator[np.nda
         return _audioread_blocks(path, error)
     if sound.format == "WAV":
         _check_wav_complete(path)
-    return sound.samplerate, _soundfile_blocks(sound, math.ceil(block_seconds * sound.samplerate))
+    frames = math.ceil(block_seconds * sound.samplerate)
+    return sound.samplerate, _decoded(path, _soundfile_blocks(sound, frames))
 
 
 def _soundfile_blocks(sound: soundfile.SoundFile, frames: int) -> Iterator[np.ndarray]:
@@ -175,12 +178,22 @@ def _soundfile_blocks(sound: soundfile.SoundFile, frames: int) -> Iterator[np.nd
             yield block
 
 
+def _decoded(path: Path, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """``blocks`` read from a decoder, its errors (only) turned into `AudioError`."""
+    while True:
+        with _decoder_errors(path):
+            block = next(blocks, None)
+        if block is None:
+            return
+        yield block
+
+
 def _audioread_blocks(path: Path, libsndfile_error: Exception) -> tuple[int, Iterator[np.ndarray]]:
     reader = _audioread_open(path, libsndfile_error)
 
     def blocks() -> Iterator[np.ndarray]:
         with reader:
-            for buffer in reader:
+            for buffer in _decoded(path, iter(reader)):
                 samples = np.frombuffer(buffer, dtype="<i2").astype(np.float32) / 32768.0
                 yield samples.reshape(-1, reader.channels)
 
@@ -193,13 +206,11 @@ def _audioread_open(path: Path, libsndfile_error: Exception) -> Any:
     Used only for files libsndfile refused; if audioread fails too, the error reports
     libsndfile's reason, the more telling one for the usual formats.
     """
-    import audioread  # imported late: only files libsndfile cannot read need it
-
     try:
         with warnings.catch_warnings():  # its stdlib backend imports modules Python 3.13 drops
             warnings.simplefilter("ignore", DeprecationWarning)
             return audioread.audio_open(str(path))
-    except Exception:  # NoBackendError, DecodeError, or the stdlib wave module's errors
+    except _DECODER_ERRORS:
         raise AudioError(path, f"cannot decode ({_reason(libsndfile_error)})") from None
 
 

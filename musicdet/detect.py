@@ -9,7 +9,9 @@ Streaming is exact: features are computed on audio blocks with half a window of 
 the scorer blends windows on the same global grid as `Detector.probabilities` on the whole
 file (starts at multiples of ``window // 2``, the last aligned to the end), so every frame
 sees the same windows and gets the same score up to float rounding. Memory holds one audio
-block, one block of features and the probabilities (8 bytes per 10 ms frame, 2.9 MB an hour).
+block, one block of features and the probabilities (8 bytes per frame: 2.9 MB an hour at the
+default 10 ms hop). Every time written (segments, the ``time`` column) is on the model's own
+frame grid, frame t centred at t · `FeatureConfig.hop_seconds`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tqdm import tqdm
 from .audio import AudioError, audio_duration, find_audio, stream_audio
 from .configtools import require
 from .datasets import MUSIC, NO_MUSIC
+from .devices import choose_device
 from .features import FeatureConfig, extract_features
 from .fsutil import atomic_open, save_npy, write_text
 from .modelfile import Detector, load_model
@@ -70,6 +73,11 @@ class Smoothing:
         require(self.low_threshold is None or 0 <= self.low_threshold <= (
             1 if self.threshold is None else self.threshold), "low_threshold",
             "0 <= low_threshold <= threshold", (self.low_threshold, self.threshold))
+
+
+def seconds_to_frames(seconds: float, hop_seconds: float) -> int:
+    """Whole frames nearest to ``seconds`` on a grid of frames ``hop_seconds`` apart."""
+    return round(seconds / hop_seconds)
 
 
 def median_smooth(probabilities: np.ndarray, frames: int) -> np.ndarray:
@@ -127,11 +135,12 @@ def drop_short_music(decisions: np.ndarray, min_frames: int) -> np.ndarray:
 
 def decide(
     probabilities: np.ndarray, smoothing: Smoothing, default_threshold: float,
-    frames_per_second: float = 100.0,
+    hop_seconds: float,
 ) -> np.ndarray:
-    """Music decisions (T,) bool from probabilities (T,) after every `Smoothing` step."""
+    """Music decisions (T,) bool from probabilities (T,) of frames ``hop_seconds`` apart after
+    every `Smoothing` step."""
     def frames(seconds: float) -> int:
-        return round(seconds * frames_per_second)
+        return seconds_to_frames(seconds, hop_seconds)
 
     threshold = default_threshold if smoothing.threshold is None else smoothing.threshold
     if smoothing.low_threshold is not None and smoothing.low_threshold > threshold:
@@ -297,8 +306,8 @@ def stream_probabilities(
     """
     config = detector.config.features
     features = _background(stream_features(blocks, config))
-    frames_per_second = config.sample_rate / config.hop_length
-    for logits in stream_logits(detector, features, round(block_seconds * frames_per_second)):
+    block_frames = seconds_to_frames(block_seconds, config.hop_seconds)
+    for logits in stream_logits(detector, features, block_frames):
         yield sigmoid(logits)
 
 
@@ -335,10 +344,9 @@ def detect_file(
 
     audio = counted(stream_audio(path, block_seconds))
     probabilities = np.concatenate(list(stream_probabilities(detector, audio, block_seconds)))
-    frames_per_second = config.sample_rate / config.hop_length
-    decisions = decide(probabilities, smoothing, detector.threshold, frames_per_second)
+    decisions = decide(probabilities, smoothing, detector.threshold, config.hop_seconds)
     duration = samples / config.sample_rate
-    segments = to_segments(decisions, 1 / frames_per_second, duration)
+    segments = to_segments(decisions, config.hop_seconds, duration)
     return Detection(Path(path), probabilities, decisions, segments, duration)
 
 
@@ -353,21 +361,25 @@ def detect(
     block_seconds: float = 60.0,
     skip_bad: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> list[tuple[Path, str]]:
     """Detect music in every audio file of ``inputs`` (files, folders, globs) into ``out_dir``.
 
     Writes ``NAME.segments.EXT`` and, with ``frame_scores``, ``NAME.frames.csv|npy``. A file
     that cannot be read raises its `AudioError`, unless ``skip_bad``: then the others go on
-    and the failures are returned as ``(path, message)``.
+    and the failures are returned as ``(path, message)``. The model is moved to ``device``
+    (auto | cpu | cuda, see `choose_device`) for scoring.
     """
     require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
             segment_format)
     require(frame_scores is None or frame_scores in FRAME_FORMATS, "frame_scores",
             f"one of {FRAME_FORMATS}", frame_scores)
+    torch_device = choose_device(device)
     detector = model if isinstance(model, Detector) else load_model(model)
+    detector.model.to(torch_device)
     paths = find_audio(inputs)
     out = Path(out_dir)
-    hop_seconds = detector.config.features.hop_length / detector.config.features.sample_rate
+    hop_seconds = detector.config.features.hop_seconds
     failures: list[tuple[Path, str]] = []
     total = sum(_duration_or_zero(path) for path in paths)
     with tqdm(total=round(total, 2), unit="s", desc="detect", disable=not progress) as bar:

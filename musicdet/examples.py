@@ -45,7 +45,8 @@ def load_examples(
 
 
 def load_example(item: LabelledAudio, cache: FeatureCache, features: FeatureConfig) -> Example:
-    """One labelled file's raw features (through ``cache``) with its frame labels and mask."""
+    """One labelled file's raw features (through ``cache``) with the labels and mask of those
+    frames, on the features' own grid."""
     matrix = cache.load(item.audio, features)
-    labels, mask = frame_labels(item, len(matrix))
+    labels, mask = frame_labels(item, len(matrix), features.hop_seconds)
     return Example(item.audio.stem, matrix, labels, mask)

@@ -1,9 +1,10 @@
 """The paper's front end: 128 log-Mel energies (64 Hz–8 kHz) + 12 openSMILE chroma = 140 dims.
 
 Both blocks share one frame grid: a 25 ms Hamming window (400 samples at 16 kHz) every
-10 ms (160 samples), frames centred, so frame t is centred at t·10 ms and a signal of N
-samples gives ``1 + N // 160`` frames (100 frames/s). The signal is zero-padded by half a
-window on both sides for both blocks.
+10 ms (160 samples) by default, frames centred, so frame t is centred at t·hop_length /
+sample_rate seconds (`FeatureConfig.hop_seconds`, the one definition every frame label,
+time column and segment uses) and a signal of N samples gives ``1 + N // hop_length``
+frames. The signal is zero-padded by half a window on both sides for both blocks.
 
 * Log-Mel: the 400-sample windowed frame is zero-padded to ``n_fft`` = 1024 points, the
   smallest power of two at which every one of the 128 Slaney Mel filters (librosa's
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -36,6 +38,7 @@ import librosa
 import numpy as np
 import opensmile
 import scipy.fft
+from scipy.ndimage import maximum_filter1d
 from tqdm import tqdm
 
 from musicdet import configtools
@@ -103,6 +106,11 @@ class FeatureConfig:
         require(self.log_floor > 0, "log_floor", "log_floor > 0", self.log_floor)
         empty = int((mel_matrix(self) > 0).sum(axis=1).min()) == 0
         require(not empty, "n_fft", "every Mel filter covers an FFT bin (raise n_fft)", self.n_fft)
+
+    @property
+    def hop_seconds(self) -> float:
+        """Seconds between frame centres: frame t is centred at t · hop_seconds."""
+        return self.hop_length / self.sample_rate
 
     @property
     def dims(self) -> int:
@@ -278,6 +286,11 @@ class Normalizer:
     relative level of the Mel bands (the spectral shape) that per-dimension scaling would
     erase, and no band with a tiny training range gets its noise blown up. `apply` clips
     values outside the training range to [0, 1].
+
+    Frames whose window holds digital silence are left out of the fit (`signal_frames`): the
+    log-Mel floor they sit at is no measurement, and one such frame would otherwise pin the
+    Mel minimum at ``log(log_floor)`` (≈ -23, what only 16-bit quantisation noise reaches),
+    squashing the range of the audio itself. At `apply` they clip to 0.
     """
 
     block_sizes: list[int]
@@ -308,7 +321,8 @@ class Normalizer:
 
     @classmethod
     def fit(cls, matrices: Iterable[np.ndarray], config: FeatureConfig | None = None) -> Normalizer:
-        """Block-wise minimum and maximum over (T, dims) matrices, read one at a time."""
+        """Block-wise minimum and maximum over the `signal_frames` of (T, dims) matrices, read
+        one at a time."""
         config = config or FeatureConfig()
         sizes = [config.n_mels, CHROMA_BINS]
         bounds = np.cumsum([0, *sizes])
@@ -316,13 +330,15 @@ class Normalizer:
         high = np.full(len(sizes), -np.inf)
         for index, matrix in enumerate(matrices):
             matrix = _checked_matrix(matrix, config.dims, f"matrices[{index}]")
-            if not len(matrix):
+            kept = matrix[signal_frames(matrix, config)]
+            if not len(kept):
                 continue
             for block, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-                low[block] = min(low[block], matrix[:, start:stop].min())
-                high[block] = max(high[block], matrix[:, start:stop].max())
+                low[block] = min(low[block], kept[:, start:stop].min())
+                high[block] = max(high[block], kept[:, start:stop].max())
         if not np.isfinite(low).all():
-            raise ValueError("matrices: expected at least one feature matrix with frames")
+            raise ValueError("matrices: expected at least one feature matrix with frames that "
+                             "are not digital silence")
         return cls(sizes, low.tolist(), high.tolist())
 
     def apply(self, features: np.ndarray) -> np.ndarray:
@@ -348,6 +364,18 @@ class Normalizer:
     @classmethod
     def from_dict(cls, data: Any) -> Normalizer:
         return configtools.from_dict(cls, data)
+
+
+def signal_frames(matrix: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(T,) bool: frames of raw features (T, dims) whose window holds no digital silence.
+
+    A frame with every Mel band at the floor is silent; the frames up to
+    ``ceil(win_length / hop_length)`` either side of one may hold some of its zero samples.
+    """
+    floor = np.log(np.float32(config.log_floor))
+    silent = (matrix[:, : config.n_mels] <= floor).all(axis=1)
+    reach = math.ceil(config.win_length / config.hop_length)
+    return ~maximum_filter1d(silent, size=2 * reach + 1, mode="constant", cval=False)
 
 
 def _checked_matrix(matrix: np.ndarray, dims: int, name: str) -> np.ndarray:

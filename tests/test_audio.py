@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from musicdet import audio
 from musicdet.audio import (
     SAMPLE_RATE,
     AudioError,
@@ -17,6 +18,7 @@ from musicdet.audio import (
     load_audio,
     stream_audio,
 )
+from musicdet.features import write_features
 
 
 def sine(seconds: float, rate: int, frequency: float = 440.0) -> np.ndarray:
@@ -130,6 +132,46 @@ def test_bad_files_raise_one_clear_line(tmp_path, make, message):
     text = str(caught.value)
     assert text.startswith(f"{path}: ") and "; expected" in text and "\n" not in text
     assert caught.value.path == path
+
+
+class BrokenResampler:
+    """A soxr stream whose second chunk hits a bug (here, not in the decoder)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.chunks = 0
+
+    def resample_chunk(self, block, last=False):
+        self.chunks += 1
+        if self.chunks > 1:
+            raise ZeroDivisionError("a bug in resampling")
+        return block
+
+
+def broken_rebuffer(blocks, size):
+    yield next(iter(blocks))
+    raise TypeError("a bug in rebuffering")
+
+
+@pytest.mark.parametrize(
+    ("patch", "error"),
+    [(("soxr", "ResampleStream", BrokenResampler), ZeroDivisionError),
+     ((None, "_rebuffer", broken_rebuffer), TypeError)],
+    ids=["resampler", "rebuffer"],
+)
+def test_a_bug_of_ours_propagates_and_is_not_cannot_decode(tmp_path, monkeypatch, patch, error):
+    module, name, replacement = patch
+    monkeypatch.setattr(getattr(audio, module) if module else audio, name, replacement)
+    path = write(tmp_path / "cd.wav", 44100, 2, seconds=3.0)
+    with pytest.raises(error, match="a bug"):
+        list(stream_audio(path, block_seconds=1.0))
+
+
+def test_skip_bad_does_not_skip_a_bug_of_ours(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio.soxr, "ResampleStream", BrokenResampler)
+    path = write(tmp_path / "cd.wav", 44100, seconds=70.0)  # two 60 s decoder blocks
+    with pytest.raises(ZeroDivisionError):
+        write_features([path], tmp_path / "out", skip_bad=True, progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_truncated_wav_duration_is_refused_too(tmp_path):

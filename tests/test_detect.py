@@ -22,6 +22,7 @@ from musicdet.detect import (
     binarize,
     context_range,
     decide,
+    detect,
     detect_file,
     drop_short_music,
     fill_gaps,
@@ -156,15 +157,15 @@ def test_decide_fills_gaps_before_dropping_short_music() -> None:
     p = np.r_[np.full(5, 0.9), np.full(2, 0.1), np.full(5, 0.9), np.full(20, 0.1)]
     smoothing = Smoothing(median_seconds=0, min_music=0.08, min_non_music=0.03)
     # the 2-frame gap is filled first, so the joined 12-frame run outlives min_music
-    assert decide(p, smoothing, 0.5).sum() == 12
-    assert decide(p, Smoothing(median_seconds=0, threshold=0.95, min_music=0), 0.5).sum() == 0
+    assert decide(p, smoothing, 0.5, 0.01).sum() == 12
+    assert decide(p, Smoothing(median_seconds=0, threshold=0.95, min_music=0), 0.5, 0.01).sum() == 0
 
 
 def test_smoothing_rejects_low_threshold_above_threshold() -> None:
     with pytest.raises(ConfigError, match="low_threshold"):
         Smoothing(threshold=0.4, low_threshold=0.6)
     with pytest.raises(ValueError, match="low_threshold"):
-        decide(np.zeros(3), Smoothing(low_threshold=0.6), default_threshold=0.4)
+        decide(np.zeros(3), Smoothing(low_threshold=0.6), default_threshold=0.4, hop_seconds=0.01)
 
 
 def test_segments_give_back_the_decisions_as_frame_labels() -> None:
@@ -253,6 +254,70 @@ def test_cli_detect_writes_segments_and_frame_scores(tmp_path: Path, model_file:
     assert [s["label"] for s in segments] == ["music"]  # threshold 0: everything is music
     assert segments[0]["offset"] == pytest.approx(4.0)
     assert (out / "prog.segments.tsv").read_text().startswith("onset\toffset\tlabel\n")
+
+
+class LoudnessModel(torch.nn.Module):
+    """Logit +20 where the frame's mean normalised log-Mel is above 0.5, -20 well below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(40.0))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * (features[..., :128].mean(-1) - 0.5)
+
+
+def test_detect_times_frames_and_segments_on_the_model_hop(tmp_path: Path) -> None:
+    """At hop 320 (20 ms) frame t is centred at t · 0.02 s: loud 0–5 s is music up to the
+    first frame whose window is all quiet (frame 251, 5.02 s)."""
+    rng = np.random.default_rng(0)
+    signal = np.concatenate([0.3 * rng.standard_normal(80000),
+                             0.003 * rng.standard_normal(80000)]).astype(np.float32)
+    soundfile.write(tmp_path / "prog.wav", signal, 16000)
+    config = RunConfig.from_dict({"features": {"hop_length": 320},
+                                  "training": {"sequence_frames": 60}})
+    normalizer = Normalizer.fit([extract_features(signal, config.features)], config.features)
+    detector = Detector(LoudnessModel(), config, normalizer, {"val_threshold": 0.5})
+    assert detect(detector, [tmp_path / "prog.wav"], tmp_path / "out", frame_scores="csv",
+                  progress=False) == []
+    with open(tmp_path / "out" / "prog.frames.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1 + 160000 // 320
+    assert [float(r["time"]) for r in rows] == [round(t * 0.02, 6) for t in range(501)]
+    segments = (tmp_path / "out" / "prog.segments.tsv").read_text().splitlines()[1:]
+    assert segments == ["0.000000\t5.020000\tmusic", "5.020000\t10.000000\tno-music"]
+
+
+def test_detect_refuses_a_device_it_cannot_use(tmp_path: Path, model_file: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    audio = write_wav(tmp_path / "in" / "prog.wav", 1.0)
+    for device, message in (("cuda", "^device: cuda was asked for but no GPU is available"),
+                            ("gpu", "^device: expected one of auto, cpu, cuda, got 'gpu'")):
+        with pytest.raises(ConfigError, match=message):
+            detect(model_file, [audio], tmp_path / "out", device=device, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_detect_on_cuda_scores_as_on_cpu(tmp_path: Path, model_file: Path) -> None:
+    audio = write_wav(tmp_path / "in" / "prog.wav", 20.0)
+    for device in ("cpu", "cuda"):
+        detect(model_file, [audio], tmp_path / device, frame_scores="npy", device=device,
+               progress=False)
+    np.testing.assert_allclose(np.load(tmp_path / "cuda" / "prog.frames.npy"),
+                               np.load(tmp_path / "cpu" / "prog.frames.npy"), atol=1e-5)
+
+
+def test_skip_bad_does_not_skip_a_bug_of_ours(tmp_path: Path, model_file: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(blocks: object, size: int) -> None:
+        raise TypeError("a bug in rebuffering")
+
+    monkeypatch.setattr("musicdet.audio._rebuffer", broken)
+    audio = write_wav(tmp_path / "in" / "prog.wav", 1.0)
+    with pytest.raises(TypeError, match="a bug in rebuffering"):
+        detect(model_file, [audio], tmp_path / "out", skip_bad=True, progress=False)
 
 
 def test_cli_skip_bad_reports_and_fails(

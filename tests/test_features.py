@@ -22,6 +22,7 @@ from musicdet.features import (
     extract_file,
     log_mel,
     num_frames,
+    signal_frames,
     write_features,
 )
 
@@ -185,6 +186,42 @@ def test_normalizer_clips_and_round_trips():
     np.testing.assert_array_equal(restored.apply(unseen), scaled)
     batched = normalizer.apply(np.stack([unseen, unseen]))  # (batch, frames, dims) works too
     np.testing.assert_array_equal(batched[1], scaled)
+
+
+@pytest.mark.parametrize("gap", [(3.0123, 5.0371), (3.0, 5.0), (2.9901, 3.0403)])
+def test_digital_silence_does_not_squash_the_fitted_range(gap):
+    """Zeros over ``gap`` (s) of noise + tone: the frames whose windows hold none of them are
+    the features of the same audio without the gap, and the Mel range fitted is theirs."""
+    time = np.arange(8 * SAMPLE_RATE) / SAMPLE_RATE
+    audio = noise(8.0) + (0.2 * np.sin(2 * np.pi * 330 * time) * (time > 4)).astype("f4")
+    gapped = audio.copy()
+    gapped[round(gap[0] * SAMPLE_RATE) : round(gap[1] * SAMPLE_RATE)] = 0.0
+    plain, silenced = extract_features(audio, CONFIG), extract_features(gapped, CONFIG)
+    kept = signal_frames(silenced, CONFIG)
+    np.testing.assert_array_equal(silenced[kept], plain[kept])
+    assert len(kept) - kept.sum() < (gap[1] - gap[0]) * 100 + 8  # the gap ± 3 frames each side
+    reference, fitted = Normalizer.fit([plain], CONFIG), Normalizer.fit([silenced], CONFIG)
+    assert fitted.minimum[0] == reference.minimum[0] > -9.0  # not log(1e-10) ≈ -23.0
+    assert fitted.maximum[0] == reference.maximum[0]
+    np.testing.assert_array_equal(fitted.apply(silenced[kept])[:, :128],
+                                  reference.apply(plain[kept])[:, :128])
+    assert not fitted.apply(silenced[~kept][5:-5])[:, :128].any()  # silence clips to 0
+
+
+def test_normalizer_leaves_out_silent_frames_and_their_neighbours():
+    """Frame 10 is digital silence; frames 7–13 (3 either side at hop 160, window 400) may hold
+    its zeros and are left out of the fit; frames 6 and 14 are in."""
+    floor = np.log(np.float32(CONFIG.log_floor))
+    matrix = np.zeros((20, 140), dtype=np.float32)
+    matrix[10, :128] = floor
+    matrix[[7, 13], :128] = -5.0
+    matrix[[6, 14], :128] = -4.0
+    matrix[12, 128:] = 0.9
+    assert np.flatnonzero(~signal_frames(matrix, CONFIG)).tolist() == list(range(7, 14))
+    fitted = Normalizer.fit([matrix], CONFIG)
+    assert (fitted.minimum, fitted.maximum) == ([-4.0, 0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="frames that are not digital silence"):
+        Normalizer.fit([matrix[8:13]], CONFIG)
 
 
 def test_normalizer_constant_block_and_bad_input():

@@ -1,12 +1,17 @@
 """Guarantees for `musicdet detect` and `musicdet evaluate` on bad model files: one line naming
-the file, exit status 2, no output written, a crafted pickle's payload never runs."""
+the file, exit status 2, no output written, a crafted pickle's payload never runs; and
+`musicdet detect`'s peak memory does not grow with the length of the recording."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from guarantees import assert_one_error_line, run_cli, write_tone
+import soundfile
+from guarantees import SUBPROCESS_ENV, assert_one_error_line, run_cli, write_tone
 from test_guarantees_modelfile import DAMAGED, tiny_model_file
 from test_guarantees_security import crafted_files
 
@@ -59,3 +64,44 @@ def test_missing_model_file_is_one_line(tmp_path, capsys, command):
     model = tmp_path / "absent.pt"
     assert_one_error_line(run_cli(capsys, *commands(model, tmp_path)[command]),
                           f"{model}: no such model file")
+
+
+# The child runs `musicdet detect` and prints its own peak resident set size (KiB on Linux).
+PEAK_RSS_CHILD = """
+import resource, sys
+from musicdet.cli import main
+status = main(["detect", *sys.argv[1:], "--frame-scores", "npy", "--quiet"])
+print(status, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def write_programme(path: Path, minutes: int) -> Path:
+    """A tone over noise, 16 kHz PCM, written a minute at a time (1.9 MB a minute)."""
+    time = np.arange(60 * 16000) / 16000
+    noise = 0.05 * np.random.default_rng(0).standard_normal(len(time))
+    minute = (0.3 * np.sin(2 * np.pi * 440.0 * time) + noise).astype(np.float32)
+    with soundfile.SoundFile(path, "w", 16000, 1, subtype="PCM_16") as sound:
+        for _ in range(minutes):
+            sound.write(minute)
+    return path
+
+
+def detect_peak_rss(model: Path, audio: Path, out: Path) -> float:
+    """Peak resident memory (MB) of a fresh process running ``musicdet detect`` on ``audio``."""
+    child = subprocess.run([sys.executable, "-c", PEAK_RSS_CHILD, str(model), str(audio),
+                            "--out", str(out)], env=SUBPROCESS_ENV, capture_output=True,
+                           text=True, timeout=600, check=True)
+    status, peak_kib = child.stdout.split()
+    assert status == "0", child.stderr
+    return int(peak_kib) / 1024
+
+
+@pytest.mark.slow
+def test_detect_peak_memory_does_not_grow_with_the_recording(tmp_path, good):
+    """10 min vs 40 min (~40 s here): the peak may grow by the per-frame results only
+    (probabilities, decisions: < 50 bytes a frame, 9 MB over the 30 extra minutes), well
+    under the 100 MB that holding every feature frame, or 115 MB that holding the audio, adds."""
+    peaks = {minutes: detect_peak_rss(good, write_programme(tmp_path / f"{minutes}.wav", minutes),
+                                      tmp_path / "out")
+             for minutes in (10, 40)}
+    assert peaks[40] - peaks[10] < 50, f"peak RSS {peaks} MB for a 10 and a 40 minute recording"

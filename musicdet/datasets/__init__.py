@@ -1,7 +1,7 @@
 """Dataset readers: labelled audio files → validated music / no-music segments → frame labels.
 
     items = read_dataset("generic", "corpus/", label_map={"jingle": "music"})
-    labels, mask = frame_labels(items[0], n_frames)   # float32 0/1 and bool, 10 ms frames
+    labels, mask = frame_labels(items[0], n_frames, features.hop_seconds)  # float32 0/1, bool
 
 Formats: "generic" (sidecar label files or a DCASE-style manifest, `generic`), "openbmat"
 (options annotator, mapping, folds, splits_file; `openbmat`), "seyerlehner" (`seyerlehner`).
@@ -18,7 +18,7 @@ from typing import Any
 
 from ..configtools import ConfigError
 from .generic import read_generic
-from .items import HOP_SECONDS, LabelledAudio, frame_labels, summarize
+from .items import LabelledAudio, frame_labels, summarize
 from .labels import DEFAULT_LABEL_MAP, MUSIC, NO_MUSIC, DatasetError, merge_label_map
 from .openbmat import read_openbmat
 from .seyerlehner import read_seyerlehner
@@ -26,7 +26,6 @@ from .seyerlehner import read_seyerlehner
 __all__ = [
     "DEFAULT_LABEL_MAP",
     "FORMATS",
-    "HOP_SECONDS",
     "MUSIC",
     "NO_MUSIC",
     "DatasetError",

@@ -1,4 +1,4 @@
-"""Labelled audio files: validated music / no-music segments and their 10 ms frame labels."""
+"""Labelled audio files: validated music / no-music segments and their frame labels."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..features import FeatureConfig
 from .labels import MUSIC, NO_MUSIC, LabelRow, dataset_error, normalise_label
 
-HOP_SECONDS = 0.01  # one frame: 10 ms
-END_TOLERANCE = HOP_SECONDS  # a segment may end up to one frame past the end of its audio
+END_TOLERANCE = 0.01  # seconds a segment may end past its audio (label times round to 10 ms)
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ def make_item(
 ) -> LabelledAudio:
     """Validate ``rows`` read from ``label_file`` against the audio's ``duration`` (seconds).
 
-    Rejects an empty file, negative times, offset < onset, segments ending more than one frame
-    past the audio, unknown labels, and overlapping segments with different labels; merges
-    overlapping or touching segments with the same label.
+    Rejects an empty file, negative times, offset < onset, segments ending more than
+    `END_TOLERANCE` past the audio, unknown labels, and overlapping segments with different
+    labels; merges overlapping or touching segments with the same label.
     """
     if not rows:
         raise dataset_error(label_file, "", "no labelled segments; expected lines onset offset "
@@ -55,9 +55,12 @@ def make_item(
 
 
 def frame_labels(
-    item: LabelledAudio, n_frames: int, hop_seconds: float = HOP_SECONDS
+    item: LabelledAudio, n_frames: int, hop_seconds: float = FeatureConfig().hop_seconds
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels (float32 0/1) and mask (bool) of ``n_frames`` frames centred at t·hop_seconds.
+
+    ``hop_seconds`` is that of the features labelled (`FeatureConfig.hop_seconds`; the
+    default front end's 10 ms if not given).
 
     A frame takes the label of the segment covering its centre (onset ≤ centre < offset; a
     segment that reaches the end of the audio also covers a centre on the end). Frames no
@@ -109,7 +112,7 @@ def _check(
         raise fail(f"offset {row.offset} s < onset {row.onset} s; expected onset ≤ offset")
     if row.offset > duration + END_TOLERANCE:
         raise fail(f"offset {row.offset} s is past the end of the audio ({duration:.3f} s) by "
-                   f"more than one frame ({END_TOLERANCE * 1000:.0f} ms)")
+                   f"more than {END_TOLERANCE * 1000:.0f} ms")
     name = normalise_label(row.label)
     if name not in label_map:
         known = ", ".join(sorted(label_map))
