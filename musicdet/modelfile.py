@@ -91,19 +91,24 @@ class Detector:
     config: RunConfig
     normalizer: Normalizer
     metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics of the saved epoch
-    operating_point: OperatingPoint | None = None  # None: an older file's (see `older_...`)
+    operating_point: OperatingPoint | None = None  # as stored; None in older files
     training_data: TrainingData | None = None  # None: not recorded (older file)
     versions: dict[str, str] = field(default_factory=dict)  # of the packages that trained it
 
     @property
     def threshold(self) -> float:
         """Default decision threshold on the median-filtered music probability (see `describe`)."""
-        return self._operating_point().threshold
+        return self.default_point.threshold
+
+    @property
+    def default_point(self) -> OperatingPoint:
+        """The stored operating point, or an older file's (`older_operating_point`)."""
+        return self.operating_point or older_operating_point(self.metrics)
 
     def describe(self) -> dict[str, str]:
         """What the model was trained on and how, one line of text per item, in print order."""
         config, metrics = self.config, self.metrics
-        point = self._operating_point()
+        point = self.default_point
         select = config.training.select_metric
         return {
             "data": _describe_data(config),
@@ -118,9 +123,6 @@ class Detector:
             "threshold": f"{point.threshold:.4f} ({point.rule})",
             "versions": ", ".join(f"{k} {v}" for k, v in self.versions.items()) or "not recorded",
         }
-
-    def _operating_point(self) -> OperatingPoint:
-        return self.operating_point or older_operating_point(self.metrics)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Music probability (T,) for one file's raw features (T, 140)."""
