@@ -1,8 +1,9 @@
 """The model file: one self-contained file that `evaluate` and `detect` need nothing else to use.
 
 It is a torch zip holding only tensors and one JSON string (weights, run config, feature
-normalisation, validation metrics, package versions), so it loads with
-``torch.load(weights_only=True)``: a crafted pickle is refused, never executed.
+normalisation, validation metrics, the default operating point and why it was chosen, the
+amount of training data, package versions), so it loads with ``torch.load(weights_only=True)``:
+a crafted pickle is refused, never executed.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import json
 import pickle
 import platform
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from . import __version__
-from .config import RunConfig
+from .config import METRIC_DIRECTIONS, RunConfig
+from .configtools import from_dict, require
 from .features import Normalizer
 from .fsutil import atomic_path
 from .model import BiGRUDetector
@@ -27,10 +29,58 @@ from .sequences import frame_logits, sigmoid
 
 FORMAT = "musicdet-model"
 FORMAT_VERSION = 1
+T = TypeVar("T")
 
 
 class ModelFileError(ValueError):
     """A file is not a usable musicdet model file; the message names the file."""
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The default decision threshold on the music probability and the rule that chose it."""
+
+    threshold: float
+    rule: str  # one sentence: how the threshold was chosen
+    median_seconds: float  # median filter the validation scores went through first (s; 0: none)
+
+    def __post_init__(self) -> None:
+        require(0 <= self.threshold <= 1, "threshold", "0 <= threshold <= 1", self.threshold)
+        require(self.median_seconds >= 0, "median_seconds", "median_seconds >= 0",
+                self.median_seconds)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """How much labelled audio trained the model and validated it (files, hours)."""
+
+    train_files: int
+    train_hours: float
+    validation_files: int
+    validation_hours: float
+
+    def describe(self) -> str:
+        return (f"train {_amount(self.train_hours, self.train_files)}, "
+                f"validation {_amount(self.validation_hours, self.validation_files)}")
+
+
+def _amount(hours: float, files: int) -> str:
+    return f"{hours:.3g} h in {files} file{'s' * (files != 1)}"
+
+
+def older_operating_point(metrics: dict[str, Any]) -> OperatingPoint:
+    """The default threshold of a model file written before files stored their operating point.
+
+    Such files are still used as they were: the P = 0.90 point chosen on raw validation frames
+    (detect median-filters before thresholding, so it is not quite that point there), or 0.5
+    when validation never reached that precision; `Detector.describe` says which.
+    """
+    value = metrics.get("val_threshold")
+    if value is None:
+        return OperatingPoint(0.5, "older model file whose validation never reached precision "
+                                   "0.90: 0.5, not a validated point", 0.0)
+    return OperatingPoint(float(value), "older model file: precision 0.90 on raw validation "
+                                        "frames, before the median filter detect applies", 0.0)
 
 
 @dataclass
@@ -41,12 +91,38 @@ class Detector:
     config: RunConfig
     normalizer: Normalizer
     metrics: dict[str, Any] = field(default_factory=dict)  # validation metrics of the saved epoch
+    operating_point: OperatingPoint | None = None  # as stored; None in older files
+    training_data: TrainingData | None = None  # None: not recorded (older file)
+    versions: dict[str, str] = field(default_factory=dict)  # of the packages that trained it
 
     @property
     def threshold(self) -> float:
-        """Default decision threshold on the music probability: the validation P=0.90 point."""
-        value = self.metrics.get("val_threshold")
-        return 0.5 if value is None else float(value)
+        """Default decision threshold on the median-filtered music probability (see `describe`)."""
+        return self.default_point.threshold
+
+    @property
+    def default_point(self) -> OperatingPoint:
+        """The stored operating point, or an older file's (`older_operating_point`)."""
+        return self.operating_point or older_operating_point(self.metrics)
+
+    def describe(self) -> dict[str, str]:
+        """What the model was trained on and how, one line of text per item, in print order."""
+        config, metrics = self.config, self.metrics
+        point = self.default_point
+        select = config.training.select_metric
+        return {
+            "data": _describe_data(config),
+            "training data": self.training_data.describe() if self.training_data else
+                             "not recorded",
+            "seed": str(config.seed),
+            "loss": " ".join([config.loss.type, *(f"{k}={v:g}" for k, v in
+                                                 config.loss.active_params().items())]),
+            "epochs": f"{config.training.epochs}; kept epoch {_number(metrics.get('epoch'))}, "
+                      f"the best by {select} ({METRIC_DIRECTIONS[select]})",
+            "validation": _describe_metrics(metrics),
+            "threshold": f"{point.threshold:.4f} ({point.rule})",
+            "versions": ", ".join(f"{k} {v}" for k, v in self.versions.items()) or "not recorded",
+        }
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Music probability (T,) for one file's raw features (T, 140)."""
@@ -59,12 +135,36 @@ class Detector:
         return frame_logits(self.model, self.normalizer.apply(features), window, device)
 
 
+def _describe_data(config: RunConfig) -> str:
+    data = config.data
+    if data.format == "synth":
+        return f"synth, {data.synth_hours:g} h corpus of seed {data.synth_seed}"
+    return f"{data.format} at {data.path}"
+
+
+def _describe_metrics(metrics: dict[str, Any]) -> str:
+    if "val_auc" not in metrics:
+        return "not recorded"
+    text = f"AUC {metrics['val_auc']:.4f}, EER {metrics['val_eer']:.4f}"
+    if metrics.get("val_precision") is None:
+        return f"{text}; no threshold reached precision 0.90 on raw frames"
+    return (f"{text}; at precision 0.90: recall {metrics['val_recall']:.4f}, "
+            f"F1 {metrics['val_f1']:.4f}")
+
+
+def _number(value: Any) -> str:
+    return "unknown" if value is None else f"{value:g}"
+
+
 def save_model(
     path: str | Path,
     model: BiGRUDetector,
     config: RunConfig,
     normalizer: Normalizer,
     metrics: dict[str, Any],
+    *,
+    operating_point: OperatingPoint | None = None,
+    training_data: TrainingData | None = None,
 ) -> Path:
     """Write the self-contained model file atomically; returns its path."""
     meta = {
@@ -73,6 +173,8 @@ def save_model(
         "config": config.to_dict(),
         "normalizer": normalizer.to_dict(),
         "metrics": metrics,
+        "operating_point": None if operating_point is None else asdict(operating_point),
+        "training_data": None if training_data is None else asdict(training_data),
         "versions": {
             "musicdet": __version__,
             "torch": torch.__version__,
@@ -101,7 +203,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector
         config = RunConfig.from_dict(meta["config"])
         normalizer = Normalizer.from_dict(meta["normalizer"])
         metrics = dict(meta["metrics"])
-    except (KeyError, TypeError, ValueError) as error:  # ConfigError is a ValueError
+        point = _optional(OperatingPoint, meta, "operating_point")  # absent in older files
+        training_data = _optional(TrainingData, meta, "training_data")
+        versions = {str(k): str(v) for k, v in meta.get("versions", {}).items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as error:  # ConfigError: ValueError
         raise ModelFileError(f"{path}: damaged model metadata ({error})") from None
     model = BiGRUDetector(config.model)
     try:
@@ -111,7 +216,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector
         message = f"{path}: weights do not match the stored model config: {first}"
         raise ModelFileError(message) from None
     model.to(device).eval()
-    return Detector(model, config, normalizer, metrics)
+    return Detector(model, config, normalizer, metrics, point, training_data, versions)
+
+
+def _optional(cls: type[T], meta: dict[str, Any], key: str) -> T | None:
+    """``meta[key]`` as a ``cls`` (None where absent or null); a bad value → `ConfigError`."""
+    value = meta.get(key)
+    return None if value is None else from_dict(cls, value, key)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

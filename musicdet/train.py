@@ -1,10 +1,16 @@
 """Training, per the paper: 300-frame sequences at random, Adam, lr 1e-3 → 1e-4 exponentially.
 
-``train(config, out_dir)`` reads top to bottom: prepare data, fit the feature normalisation,
-then one loop over epochs (random minibatches, validation on every validation frame,
-checkpoint, best model file, ``on_epoch`` callback). A checkpoint is written after every
-epoch and every epoch reseeds its random streams from (seed, epoch), so a resumed run is
-bit-identical to an uninterrupted one on CPU.
+``train(config, out_dir)`` reads top to bottom: accept or refuse the checkpoint to resume,
+prepare data, fit the feature normalisation, then one loop over epochs (random minibatches,
+validation on every validation frame, best model file, checkpoint, ``on_epoch`` callback).
+Nothing is written to ``out_dir`` before the first epoch ends, so a refused resume or a failed
+data preparation leaves the folder as it was. A checkpoint is written after every epoch and
+every epoch reseeds its random streams from (seed, epoch), so a resumed run is bit-identical
+to an uninterrupted one on CPU.
+
+The epoch kept in model.pt is the best by ``training.select_metric``, in that metric's
+direction (`METRIC_DIRECTIONS`). Its default threshold is chosen on the validation scores
+median-filtered as `detect` filters them by default.
 """
 
 from __future__ import annotations
@@ -21,15 +27,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import RunConfig, TrainingConfig
+from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
 from .configtools import ConfigError
+from .detect import Smoothing, median_smooth
 from .examples import load_examples
 from .features import Normalizer
 from .fsutil import atomic_path, write_text
-from .losses import Loss, build_loss
-from .metrics import evaluate
+from .losses import Loss, build_loss, evaluate_loss
+from .metrics import evaluate, operating_point, roc_points
 from .model import BiGRUDetector
-from .modelfile import load_problem, save_model
+from .modelfile import OperatingPoint, TrainingData, load_problem, save_model
 from .sequences import (
     Example,
     frame_logits,
@@ -43,6 +50,7 @@ from .sequences import (
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
+TARGET_PRECISION = 0.90  # the paper's operating point: recall and F1 at this precision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,22 +59,33 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class EpochReport:
-    """What one epoch gives the ``on_epoch`` callback (metrics at P = 0.90 may be None)."""
+    """What one epoch gives the ``on_epoch`` callback.
+
+    Losses leave out the minibatches that have no loss to give (`degenerate_batches`: zero
+    by construction, they would bias the mean towards 0); train_loss is the mean over the
+    epoch's other minibatches, val_loss their mean weighted by valid frames (for CE exactly
+    the mean cross entropy per validation frame); NaN if there is none. Recall and F1
+    at precision 0.90 are 0.0 when no threshold reaches that precision on the raw validation
+    frames (a model that predicts no music there); val_precision and val_threshold are then
+    None. best_epoch / best_value: the epoch kept so far by ``training.select_metric`` and its
+    value of that metric.
+    """
 
     epoch: int  # 1-based
     train_loss: float
     val_loss: float
     val_auc: float
     val_eer: float
-    val_recall: float | None
-    val_f1: float | None
+    val_recall: float
+    val_f1: float
     val_precision: float | None
     val_threshold: float | None
     lr: float
-    degenerate_batches: int
+    degenerate_batches: int  # training minibatches without both classes (CE: no valid frame)
+    empty_bands: int  # apAUC terms of training minibatches zeroed for an empty band
     seconds: float
     best_epoch: int
-    best_val_auc: float
+    best_value: float
     checkpoint: Path
 
     def metrics(self) -> dict[str, float]:
@@ -81,6 +100,25 @@ class PreparedData:
 
     train: list[Example]
     validation: list[Example]
+
+    def amounts(self, frames_per_second: float) -> TrainingData:
+        """Files and hours of each split (the model file records them)."""
+        def hours(examples: list[Example]) -> float:
+            return sum(e.frames for e in examples) / frames_per_second / 3600
+
+        return TrainingData(len(self.train), hours(self.train), len(self.validation),
+                            hours(self.validation))
+
+
+@dataclass
+class Validation:
+    """One epoch's validation: loss, the paper's metrics and every file's probabilities."""
+
+    loss: float
+    metrics: dict[str, Any]  # `musicdet.metrics.evaluate` of the raw frame probabilities
+    probabilities: list[np.ndarray]  # per validation file, (T,)
+    labels: np.ndarray  # all files concatenated
+    mask: np.ndarray
 
 
 @dataclass
@@ -117,8 +155,6 @@ def train(
 ) -> TrainResult:
     """Train the detector of ``config`` into ``out_dir`` (checkpoint.pt, model.pt, history)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.yaml")
     device = _device(config.training.device)
     torch.manual_seed(config.seed)
     model = BiGRUDetector(config.model).to(device)
@@ -134,46 +170,88 @@ def train(
     n_sequences = config.training.sequences_per_epoch or sequences_per_epoch(
         train_set, config.training.sequence_frames
     )
+    frames_per_second = config.features.sample_rate / config.features.hop_length
     epochs = range(len(history) + 1, config.training.epochs + 1)
     for epoch in tqdm(epochs, desc="epochs", unit="epoch", disable=not progress):
         started = time.perf_counter()
         lr = learning_rate(epoch, config.training)
         for group in optimiser.param_groups:
             group["lr"] = lr
-        degenerate_before = loss_fn.degenerate_batches
+        degenerate_before, empty_before = loss_fn.degenerate_batches, loss_fn.empty_bands
         train_loss = _train_epoch(
             model, optimiser, loss_fn, train_set, n_sequences, config, epoch, device, progress
         )
-        val = _validate(model, loss_fn, val_set, config, device)
-        best = max(history, key=lambda r: r.val_auc, default=None)
-        is_best = best is None or val["auc"] > best.val_auc
+        val = _validate(model, val_set, config, device)
         report = EpochReport(
             epoch=epoch,
             train_loss=train_loss,
-            val_loss=val["loss"],
-            val_auc=val["auc"],
-            val_eer=val["eer"],
-            val_recall=val["recall"],
-            val_f1=val["f1"],
-            val_precision=val["precision"],
-            val_threshold=val["threshold"],
+            val_loss=val.loss,
+            val_auc=val.metrics["auc"],
+            val_eer=val.metrics["eer"],
+            val_recall=val.metrics["recall"] or 0.0,  # None: the precision was never reached
+            val_f1=val.metrics["f1"] or 0.0,
+            val_precision=val.metrics["precision"],
+            val_threshold=val.metrics["threshold"],
             lr=lr,
             degenerate_batches=loss_fn.degenerate_batches - degenerate_before,
+            empty_bands=loss_fn.empty_bands - empty_before,
             seconds=time.perf_counter() - started,
-            best_epoch=epoch if is_best else best.epoch,
-            best_val_auc=val["auc"] if is_best else best.val_auc,
+            best_epoch=epoch,
+            best_value=math.nan,
             checkpoint=out / CHECKPOINT,
         )
+        _keep_best(report, history[-1] if history else None, config.training.select_metric)
         history.append(report)
-        if is_best:
-            save_model(out / MODEL, model, config, normalizer, report.metrics())
+        config.save(out / "config.yaml")  # the first write: the run goes ahead
+        if report.best_epoch == epoch:
+            save_model(out / MODEL, model, config, normalizer, report.metrics(),
+                       operating_point=choose_operating_point(val, frames_per_second),
+                       training_data=data.amounts(frames_per_second))
             _save_validation(out / "validation.npz", val)
         _save_checkpoint(out / CHECKPOINT, model, optimiser, history, config)
         write_text(out / "history.json", json.dumps([r.metrics() for r in history], indent=1))
         if on_epoch is not None:
             on_epoch(report)
-    best = max(history, key=lambda r: r.val_auc)
+    best = history[history[-1].best_epoch - 1]
     return TrainResult(out / MODEL, best, history, out / "validation.npz")
+
+
+def _keep_best(report: EpochReport, previous: EpochReport | None, metric: str) -> None:
+    """Set ``report.best_epoch`` / ``best_value``: this epoch, or the one kept before it.
+
+    An epoch replaces the kept one only if its ``metric`` is strictly better in the metric's
+    direction; a NaN value is never better, and any number is better than a NaN.
+    """
+    report.best_value = getattr(report, metric)
+    if previous is None or math.isnan(previous.best_value):
+        return
+    sign = 1.0 if METRIC_DIRECTIONS[metric] == "maximize" else -1.0
+    if not sign * report.best_value > sign * previous.best_value:  # also when it is NaN
+        report.best_epoch, report.best_value = previous.best_epoch, previous.best_value
+
+
+def choose_operating_point(val: Validation, frames_per_second: float) -> OperatingPoint:
+    """The model's default threshold, chosen on what detect thresholds by default.
+
+    Each validation file's probabilities are median-filtered as `detect` does with its default
+    `Smoothing` (per file, frames = round(seconds × frames per second)); the threshold is the
+    highest-recall one with precision >= 0.90 there, else the equal-error point (first ROC
+    point with FPR >= FNR).
+    """
+    seconds = Smoothing().median_seconds
+    frames = round(seconds * frames_per_second)
+    scores = np.concatenate([median_smooth(p, frames) for p in val.probabilities])
+    where = f"validation scores median-filtered over {seconds:g} s"
+    point = operating_point(val.labels, scores, val.mask, TARGET_PRECISION)
+    if point["target_reached"]:
+        return OperatingPoint(float(point["threshold"]),
+                              f"precision {TARGET_PRECISION:.2f}, highest recall, on {where}",
+                              seconds)
+    fpr, tpr, thresholds = roc_points(val.labels, scores, val.mask)
+    first = int(np.argmax(fpr + tpr >= 1.0))  # FPR >= FNR = 1 - TPR; never the (0, 0) point
+    return OperatingPoint(float(thresholds[first]),
+                          f"no threshold reached precision {TARGET_PRECISION:.2f} on {where}: "
+                          "equal-error point", seconds)
 
 
 def _train_epoch(
@@ -187,7 +265,7 @@ def _train_epoch(
     device: torch.device,
     progress: bool,
 ) -> float:
-    """One pass of random minibatches; returns the mean training loss."""
+    """One pass of random minibatches; returns the mean loss of those that define one."""
     model.train()
     torch.manual_seed(config.seed * 100_003 + epoch)
     rng = np.random.default_rng([config.seed, epoch])
@@ -196,6 +274,7 @@ def _train_epoch(
     )
     total = 0.0
     steps = n_batches(n_sequences, config.training.batch_size)
+    degenerate = loss_fn.degenerate_batches
     for step, batch in enumerate(
         tqdm(batches, total=steps, desc=f"epoch {epoch}", unit="batch", leave=False,
              disable=not progress),
@@ -212,33 +291,37 @@ def _train_epoch(
             raise NonFiniteLossError(f"epoch {epoch}, step {step}: gradient norm is {grad_norm}")
         optimiser.step()
         total += loss.item()
-    return total / steps
+    informative = steps - (loss_fn.degenerate_batches - degenerate)  # the others gave 0.0
+    return total / informative if informative else math.nan
 
 
 @torch.no_grad()
 def _validate(
     model: BiGRUDetector,
-    loss_fn: Loss,
     val_set: Sequence[Example],
     config: RunConfig,
     device: torch.device,
-) -> dict[str, Any]:
-    """Loss over consecutive windows and the paper's metrics over every validation frame."""
+) -> Validation:
+    """Loss over consecutive windows and the paper's metrics over every validation frame.
+
+    The loss is the frame-weighted mean over the windows' minibatches that define one (see
+    `EpochReport`); it leaves the loss's counters of training minibatches alone.
+    """
     model.eval()
     window = config.training.sequence_frames
-    degenerate = loss_fn.degenerate_batches
-    losses = [
-        loss_fn(model(b.features.to(device)), b.labels.to(device), b.mask.to(device)).item()
-        for b in sequential_batches(val_set, config.training.batch_size, window)
-    ]
-    loss_fn.degenerate_batches = degenerate  # count training minibatches only
-    scores = np.concatenate([sigmoid(frame_logits(model, e.features, window, device))
-                             for e in val_set])
+    losses, frames = [], []
+    for batch in sequential_batches(val_set, config.training.batch_size, window):
+        batch = batch.to(device)
+        result = evaluate_loss(config.loss, model(batch.features), batch.labels, batch.mask)
+        if not result.degenerate:
+            losses.append(result.loss.item())
+            frames.append(int(batch.mask.sum()))
+    probabilities = [sigmoid(frame_logits(model, e.features, window, device)) for e in val_set]
     labels = np.concatenate([e.labels for e in val_set])
     mask = np.concatenate([e.mask for e in val_set])
-    metrics = evaluate(labels, scores, mask)
-    return {**metrics, "loss": float(np.mean(losses)), "scores": scores, "labels": labels,
-            "mask": mask}
+    metrics = evaluate(labels, np.concatenate(probabilities), mask, TARGET_PRECISION)
+    loss = float(np.average(losses, weights=frames)) if losses else math.nan
+    return Validation(loss, metrics, probabilities, labels, mask)
 
 
 def _normalised(examples: Sequence[Example], normalizer: Normalizer) -> list[Example]:
@@ -285,14 +368,19 @@ def _restore(
             f"{path}: checkpoint of a different config; use another output folder "
             "or train without resume"
         )
+    try:
+        history = [EpochReport(**{**r, "checkpoint": Path(r["checkpoint"])})
+                   for r in json.loads(state["history"])]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path}: checkpoint written by another musicdet version (its epoch "
+                         f"records do not match: {error}); use another output folder or train "
+                         "without resume") from None
     model.load_state_dict(state["model"])
     optimiser.load_state_dict(state["optimiser"])
-    return [
-        EpochReport(**{**r, "checkpoint": Path(r["checkpoint"])})
-        for r in json.loads(state["history"])
-    ]
+    return history
 
 
-def _save_validation(path: Path, val: dict[str, Any]) -> None:
+def _save_validation(path: Path, val: Validation) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, labels=val["labels"], scores=val["scores"], mask=val["mask"])
+        np.savez(handle, labels=val.labels, scores=np.concatenate(val.probabilities),
+                 mask=val.mask)

@@ -88,6 +88,15 @@ DAMAGED = {
                    "damaged model metadata (model.hidden_size: `hidden_size > 0` must hold"),
     "bad-normalizer": (with_meta(lambda meta: {**meta, "normalizer": {"block_sizes": []}}),
                        "damaged model metadata"),
+    "bad-operating-point": (
+        with_meta(lambda meta: {**meta, "operating_point": {"threshold": 2.0, "rule": "r",
+                                                            "median_seconds": 0.5}}),
+        "damaged model metadata (operating_point.threshold: `0 <= threshold <= 1` must hold"),
+    "operating-point-a-list": (with_meta(lambda meta: {**meta, "operating_point": [0.5]}),
+                               "damaged model metadata (operating_point: expected a mapping"),
+    "training-data-incomplete": (
+        with_meta(lambda meta: {**meta, "training_data": {"train_files": 3}}),
+        "damaged model metadata"),
     "other-weights": (other_weights, "weights do not match the stored model config"),
     "tensor-weights": (tensor_weights, "metadata or weights of the wrong type"),
 }

@@ -1,4 +1,9 @@
-"""The paper's experiment at small scale: each of the four losses learns on the synthetic corpus."""
+"""The paper's losses at small scale: each of the four learns on the synthetic corpus.
+
+What this checks, and no more: with one seed, each loss's best validation AUC is above 0.65
+and its training loss falls from the first epoch to the last. It does not rank the losses:
+one seed and 15 minutes of audio cannot tell them apart reliably.
+"""
 
 from __future__ import annotations
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from musicdet.config import RunConfig, apply_overrides
-from musicdet.losses import LossConfig
+from musicdet.detect import Smoothing, median_smooth
+from musicdet.losses import LossConfig, auc_loss
+from musicdet.metrics import auc, operating_point
 from musicdet.modelfile import load_model
+from musicdet.sequences import Example, sequential_batches
 from musicdet.train import NonFiniteLossError, PreparedData, learning_rate, prepare_data, train
 
 
@@ -60,18 +65,18 @@ def test_train_writes_a_self_contained_model(tmp_path: Path, cache: Path, data: 
                    progress=False)
     assert [r.epoch for r in reports] == [1, 2]
     assert reports[0].lr == pytest.approx(1e-3) and reports[1].lr == pytest.approx(1e-4)
-    assert 0.0 <= result.best.val_auc <= 1.0
-    assert result.best.val_auc == max(r.val_auc for r in reports)
+    assert result.best.val_auc == max(r.val_auc for r in reports)  # select_metric: val_auc
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1.0, 2.0]
     detector = load_model(result.model_path)
     assert detector.config == tiny_config(cache)
     assert detector.metrics["val_auc"] == pytest.approx(result.best.val_auc)
-    probabilities = detector.probabilities(data.validation[0].features)
-    assert probabilities.shape == (data.validation[0].frames,)
-    assert np.all((probabilities >= 0) & (probabilities <= 1))
-    saved = np.load(result.validation_path)
-    assert saved["scores"].shape == saved["labels"].shape == saved["mask"].shape
+    saved = np.load(result.validation_path)  # the kept epoch's raw scores, file after file
+    assert auc(saved["labels"], saved["scores"], saved["mask"]) == result.best.val_auc
+    first = data.validation[0]
+    np.testing.assert_allclose(detector.probabilities(first.features),
+                               saved["scores"][: first.frames], rtol=1e-5, atol=1e-6)
+    assert saved["labels"][: first.frames].tolist() == first.labels.tolist()
 
 
 class Interrupt(Exception):
@@ -98,11 +103,39 @@ def test_resumed_training_equals_uninterrupted(tmp_path: Path, cache: Path, data
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_checkpoint_of_another_config_is_refused(tmp_path: Path, cache: Path, data):
+def folder_state(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_checkpoint_of_another_config_is_refused_and_nothing_is_written(tmp_path, cache, data):
     train(tiny_config(cache), tmp_path, data=data, progress=False)
+    before = folder_state(tmp_path)
     other = apply_overrides(tiny_config(cache), ["training.epochs=3"])
     with pytest.raises(ValueError, match="checkpoint of a different config"):
         train(other, tmp_path, data=data, progress=False)
+    assert folder_state(tmp_path) == before  # config.yaml still describes model.pt
+
+
+def test_checkpoint_of_another_musicdet_version_is_refused_in_one_line(tmp_path, cache, data):
+    config = tiny_config(cache)
+    train(config, tmp_path, data=data, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    epochs = json.loads(state["history"])
+    state["history"] = json.dumps([{**e, "best_val_auc": e.pop("best_value")} for e in epochs])
+    torch.save(state, tmp_path / "checkpoint.pt")
+    before = folder_state(tmp_path)
+    with pytest.raises(ValueError, match=r"checkpoint.pt: checkpoint written by another "
+                                         r"musicdet version \(its epoch records do not match"):
+        train(config, tmp_path, data=data, progress=False)
+    assert folder_state(tmp_path) == before
+
+
+def test_failed_data_preparation_writes_nothing(tmp_path: Path, cache: Path):
+    config = apply_overrides(tiny_config(cache), [f"data.path={tmp_path / 'none'}",
+                                                  "data.format=generic"])
+    with pytest.raises(ValueError, match="not a folder nor a manifest file"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, cache: Path, data, monkeypatch):
@@ -114,7 +147,7 @@ def test_non_finite_loss_stops_with_epoch_and_step(tmp_path: Path, cache: Path, 
         loss = real(config)
 
         class NaNLoss:
-            degenerate_batches = 0
+            degenerate_batches = empty_bands = 0
 
             def __call__(self, scores, labels, mask=None):
                 return loss(scores, labels, mask) * float("nan")
@@ -137,3 +170,126 @@ def test_cli_reports_non_finite_loss_in_one_line(tmp_path: Path, cache: Path, mo
     tiny_config(cache).save(tmp_path / "run.yaml")
     assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err == "musicdet: training failed: epoch 3, step 7: loss is nan\n"
+
+
+def scripted_metrics(monkeypatch: pytest.MonkeyPatch, script: list[dict]) -> list[np.ndarray]:
+    """Override successive epochs' validation metrics with ``script``; returns their scores."""
+    from musicdet import train as train_module
+
+    real, pending, scores = train_module.evaluate, list(script), []
+
+    def scripted(labels, epoch_scores, *args, **kwargs):
+        scores.append(epoch_scores)
+        return real(labels, epoch_scores, *args, **kwargs) | pending.pop(0)
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+    return scores
+
+
+@pytest.mark.parametrize("metric, script, kept", [
+    ("val_eer", [{"auc": 0.9, "eer": 0.3}, {"auc": 0.7, "eer": 0.1}, {"auc": 0.8, "eer": 0.2}],
+     [(1, 0.3), (2, 0.1), (2, 0.1)]),
+    ("val_auc", [{"auc": 0.7}, {"auc": 0.9}, {"auc": 0.8}], [(1, 0.7), (2, 0.9), (2, 0.9)]),
+    ("val_eer", [{"eer": math.nan}, {"eer": 0.2}, {"eer": math.nan}],  # NaN is never better
+     [(1, math.nan), (2, 0.2), (2, 0.2)]),
+])
+def test_the_kept_epoch_is_the_best_by_select_metric_in_its_direction(
+    tmp_path, cache, data, monkeypatch, metric, script, kept
+):
+    scores = scripted_metrics(monkeypatch, script)
+    config = apply_overrides(tiny_config(cache),
+                             ["training.epochs=3", f"training.select_metric={metric}"])
+    result = train(config, tmp_path, data=data, progress=False)
+    assert load_model(result.model_path).metrics["epoch"] == 2
+    assert result.best.epoch == 2
+    assert [r.best_epoch for r in result.history] == [epoch for epoch, _ in kept]
+    assert [r.best_value for r in result.history] == pytest.approx([v for _, v in kept],
+                                                                   nan_ok=True)
+    saved = np.load(result.validation_path)["scores"]
+    assert np.array_equal(saved, scores[1]) and not np.array_equal(saved, scores[2])
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["best_epoch"] for h in history] == [k[0] for k in kept]
+
+
+UNREACHED = {"threshold": None, "precision": None, "recall": None, "f1": None,
+             "accuracy": None, "fpr": None, "target_reached": False}
+
+
+def test_recall_and_f1_are_zero_where_precision_090_is_never_reached(
+    tmp_path, cache, data, monkeypatch
+):
+    scripted_metrics(monkeypatch, [UNREACHED, UNREACHED])
+    config = apply_overrides(tiny_config(cache), ["training.select_metric=val_f1"])
+    result = train(config, tmp_path, data=data, progress=False)
+    assert [(r.val_recall, r.val_f1, r.val_precision, r.val_threshold, r.best_value)
+            for r in result.history] == [(0.0, 0.0, None, None, 0.0)] * 2
+    first = json.loads((tmp_path / "history.json").read_text())[0]
+    assert first["val_f1"] == first["val_recall"] == 0.0 and "val_precision" not in first
+
+
+def test_empty_bands_are_counted_per_epoch_and_reported(tmp_path, cache, data):
+    # with N⁻ < 10 000 negatives the band [0.5, 0.5001] holds no rank: every minibatch that
+    # has both classes zeroes its one term
+    config = tiny_config(cache, type="apauc", alpha=0.5, beta=0.5001)
+    result = train(config, tmp_path, data=data, progress=False)
+    steps = 2  # 8 sequences per epoch, 4 per minibatch
+    assert [r.empty_bands + r.degenerate_batches for r in result.history] == [steps, steps]
+    assert sum(r.empty_bands for r in result.history) > 0
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["empty_bands"] for h in history] == [r.empty_bands for r in result.history]
+
+
+def handmade_data() -> PreparedData:
+    """Random features; validation: a 300-frame all-music file, a 150-frame half-music file."""
+    rng = np.random.default_rng(0)
+
+    def example(name: str, labels: list[float]) -> Example:
+        frames = len(labels)
+        return Example(name, rng.normal(size=(frames, 140)).astype(np.float32),
+                       np.array(labels, np.float32), np.ones(frames, bool))
+
+    half = [1.0] * 150 + [0.0] * 150
+    return PreparedData([example("a", half), example("b", half[::-1])],
+                        [example("music", [1.0] * 300), example("mixed", half[75:225])])
+
+
+@pytest.mark.parametrize("loss", ["ce", "aauc"])
+def test_validation_loss_leaves_out_single_class_batches_and_weights_frames(
+    tmp_path, cache, loss
+):
+    data = handmade_data()
+    config = apply_overrides(tiny_config(cache, type=loss),
+                             ["training.epochs=1", "training.batch_size=1"])
+    result = train(config, tmp_path, data=data, progress=False)
+    detector = load_model(result.model_path)
+    normalised = [Example(e.name, detector.normalizer.apply(e.features), e.labels, e.mask)
+                  for e in data.validation]
+    music, mixed = sequential_batches(normalised, 1, 300)  # one window per file
+    with torch.no_grad():
+        if loss == "ce":  # the mean over all 450 validation frames, not of the 2 batch means
+            bce = [F.binary_cross_entropy_with_logits(detector.model(b.features)[b.mask],
+                                                      b.labels[b.mask], reduction="sum")
+                   for b in (music, mixed)]
+            expected = float(sum(bce)) / 450
+        else:  # the all-music window has no pair: left out, not averaged in as 0
+            expected = auc_loss(detector.model(mixed.features), mixed.labels,
+                                mask=mixed.mask).item()
+    assert result.history[0].val_loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_default_threshold_is_chosen_on_the_scores_detect_thresholds(tmp_path, cache, data):
+    result = train(tiny_config(cache), tmp_path, data=data, progress=False)
+    detector = load_model(result.model_path)
+    frames = round(Smoothing().median_seconds * 100)  # detect's default median, 100 frames/s
+    smoothed = [median_smooth(detector.probabilities(e.features), frames)
+                for e in data.validation]
+    labels = np.concatenate([e.labels for e in data.validation])
+    mask = np.concatenate([e.mask for e in data.validation])
+    expected = operating_point(labels, np.concatenate(smoothed), mask)
+    # this model reaches precision 0.90 only once median-filtered (the raw point is missing)
+    assert "val_threshold" not in detector.metrics and expected["target_reached"]
+    assert detector.threshold == pytest.approx(expected["threshold"])
+    assert detector.operating_point.median_seconds == Smoothing().median_seconds
+    assert detector.describe()["threshold"] == (
+        f"{expected['threshold']:.4f} (precision 0.90, highest recall, on validation scores "
+        "median-filtered over 0.5 s)")
