@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from .configtools import ConfigError, from_dict, load_config, parse_yaml, require, to_dict
+from .devices import DeviceChoice
 from .features import FeatureConfig
 from .fsutil import write_text
 from .losses import LossConfig
@@ -78,7 +79,7 @@ class TrainingConfig:
     sequences_per_epoch: int | None = None  # None: as many as the training frames hold
     lr_start: float = 1e-3
     lr_end: float = 1e-4
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: DeviceChoice = "auto"
     select_metric: str = "val_auc"  # the epoch kept in model.pt is the best by this metric
 
     def __post_init__(self) -> None:

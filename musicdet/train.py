@@ -28,8 +28,8 @@ import torch
 from tqdm import tqdm
 
 from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
-from .configtools import ConfigError
 from .detect import Smoothing, median_smooth
+from .devices import choose_device
 from .examples import load_examples
 from .features import Normalizer
 from .fsutil import atomic_path, write_text
@@ -155,7 +155,7 @@ def train(
 ) -> TrainResult:
     """Train the detector of ``config`` into ``out_dir`` (checkpoint.pt, model.pt, history)."""
     out = Path(out_dir)
-    device = _device(config.training.device)
+    device = choose_device(config.training.device, "training.device")
     torch.manual_seed(config.seed)
     model = BiGRUDetector(config.model).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.training.lr_start)
@@ -326,15 +326,6 @@ def _validate(
 
 def _normalised(examples: Sequence[Example], normalizer: Normalizer) -> list[Example]:
     return [Example(e.name, normalizer.apply(e.features), e.labels, e.mask) for e in examples]
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device", "cuda was asked for but no GPU is available; "
-                                             "expected auto or cpu on this machine")
-    return torch.device(choice)
 
 
 def _save_checkpoint(

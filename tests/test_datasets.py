@@ -57,38 +57,38 @@ def item(segments, duration=2.0) -> LabelledAudio:
 
 
 def test_frame_centre_on_a_boundary_takes_the_later_segment():
-    labels, mask = frame_labels(item([(0.0, 1.0, False), (1.0, 2.0, True)]), 201)
+    labels, mask = frame_labels(item([(0.0, 1.0, False), (1.0, 2.0, True)]), 201, 0.01)
     assert labels[99] == 0 and labels[100] == 1  # centre of frame 100 is 1.00 s
     assert mask.all()
     assert labels.dtype == np.float32 and mask.dtype == bool
 
 
 def test_frame_takes_the_segment_covering_its_centre_between_centres():
-    labels, _ = frame_labels(item([(0.0, 1.005, True), (1.005, 2.0, False)]), 201)
+    labels, _ = frame_labels(item([(0.0, 1.005, True), (1.005, 2.0, False)]), 201, 0.01)
     assert labels[100] == 1 and labels[101] == 0
 
 
 def test_boundaries_that_are_not_exact_in_binary_still_land_on_their_frame():
-    _, mask = frame_labels(item([(0.29, 0.57, True)]), 201)  # 29 * 0.01 > 0.29 in floats
+    _, mask = frame_labels(item([(0.29, 0.57, True)]), 201, 0.01)  # 29 * 0.01 > 0.29 in floats
     assert np.flatnonzero(mask)[[0, -1]].tolist() == [29, 56]
 
 
 def test_uncovered_frames_are_masked_and_countable():
-    labels, mask = frame_labels(item([(0.5, 1.0, True)]), 201)
+    labels, mask = frame_labels(item([(0.5, 1.0, True)]), 201, 0.01)
     assert np.flatnonzero(mask).tolist() == list(range(50, 100))
     assert int((~mask).sum()) == 151
     assert labels[~mask].sum() == 0
 
 
 def test_segment_reaching_the_end_covers_the_last_centre_and_a_short_one_does_not():
-    _, to_end = frame_labels(item([(0.0, 2.0, True)]), 201)
-    _, short = frame_labels(item([(0.0, 1.995, True)]), 201)
+    _, to_end = frame_labels(item([(0.0, 2.0, True)]), 201, 0.01)
+    _, short = frame_labels(item([(0.0, 1.995, True)]), 201, 0.01)
     assert to_end[200] and not short[200] and short[199]
 
 
 def test_frame_count_longer_than_the_audio_is_refused():
     with pytest.raises(ValueError, match="n_frames=300"):
-        frame_labels(item([(0.0, 2.0, True)]), 300)
+        frame_labels(item([(0.0, 2.0, True)]), 300, 0.01)
 
 
 def test_summarize_reports_unlabelled_time():

@@ -177,7 +177,7 @@ def test_segments_give_back_the_decisions_as_frame_labels() -> None:
     assert segments[-1].offset == duration
     item = LabelledAudio(Path("x.wav"), [(s.onset, s.offset, s.label == "music")
                                          for s in segments], duration)
-    labels, mask = frame_labels(item, len(decisions))
+    labels, mask = frame_labels(item, len(decisions), 0.01)
     assert mask.all()
     np.testing.assert_array_equal(labels.astype(bool), decisions)
 

@@ -11,6 +11,7 @@ import pytest
 from musicdet.cli import main
 from musicdet.datasets import frame_labels, read_dataset
 from musicdet.metrics import auc
+from musicdet.modelfile import load_model
 
 
 @pytest.mark.slow
@@ -31,11 +32,12 @@ def test_synth_train_evaluate_detect_round_trip(tmp_path: Path) -> None:
     assert main(["detect", str(model_file), str(corpus), "--out", str(tmp_path / "det"),
                  "--frame-scores", "npy", "--quiet"]) == 0
     items = read_dataset("generic", corpus)
+    hop_seconds = load_model(model_file).config.features.hop_seconds
     assert len(items) == 3
     labels, scores = [], []
     for item in items:
         probabilities = np.load(tmp_path / "det" / f"{item.audio.stem}.frames.npy")
-        labels.append(frame_labels(item, len(probabilities))[0])
+        labels.append(frame_labels(item, len(probabilities), hop_seconds)[0])
         scores.append(probabilities)
         segments = (tmp_path / "det" / f"{item.audio.stem}.segments.tsv").read_text()
         rows = [line.split("\t") for line in segments.splitlines()[1:]]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import FeatureConfig
 from .labels import MUSIC, NO_MUSIC, LabelRow, dataset_error, normalise_label
 
 END_TOLERANCE = 0.01  # seconds a segment may end past its audio (label times round to 10 ms)
@@ -55,12 +54,11 @@ def make_item(
 
 
 def frame_labels(
-    item: LabelledAudio, n_frames: int, hop_seconds: float = FeatureConfig().hop_seconds
+    item: LabelledAudio, n_frames: int, hop_seconds: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels (float32 0/1) and mask (bool) of ``n_frames`` frames centred at t·hop_seconds.
 
-    ``hop_seconds`` is that of the features labelled (`FeatureConfig.hop_seconds`; the
-    default front end's 10 ms if not given).
+    ``hop_seconds`` is that of the features labelled (`FeatureConfig.hop_seconds`).
 
     A frame takes the label of the segment covering its centre (onset ≤ centre < offset; a
     segment that reaches the end of the audio also covers a centre on the end). Frames no
