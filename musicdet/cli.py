@@ -119,10 +119,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     """Detect music in audio files of any length: OUT/NAME.segments.EXT (+ frame scores).
 
     Files are streamed in blocks; frame probabilities are median-filtered, thresholded (the
-    model's validation threshold unless --threshold; hysteresis with --low-threshold),
-    no-music gaps shorter than --min-non-music are filled and music shorter than
-    --min-music dropped. tsv/csv/json list music and no-music segments, audacity and rttm
-    music only.
+    model's own threshold, see musicdet info, unless --threshold; hysteresis with
+    --low-threshold), no-music gaps shorter than --min-non-music are filled and music
+    shorter than --min-music dropped. tsv/csv/json list music and no-music segments,
+    audacity and rttm music only.
     """
     from .detect import Smoothing, detect
     from .evaluate import resolve_device
@@ -246,8 +246,8 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--median", type=float, default=0.5, metavar="SECONDS",
                    help="median filter length over the probabilities (0.5; 0: off)")
     p.add_argument("--threshold", type=float, metavar="P",
-                   help="music where probability >= P (default: the model's validation "
-                        "threshold at precision 0.90)")
+                   help="music where probability >= P (default: the model's own threshold; "
+                        "musicdet info MODEL says which and why)")
     p.add_argument("--low-threshold", type=float, metavar="P",
                    help="hysteresis: music regions extend while probability >= P")
     p.add_argument("--min-music", type=float, default=1.0, metavar="SECONDS",
