@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train the BiGRU detector from a run config (the YAML musicdet-search export writes).
 
     Resumes from OUT/checkpoint.pt when it exists; writes OUT/model.pt (the best epoch by
-    validation AUC), OUT/history.json and OUT/config.yaml.
+    training.select_metric, validation AUC by default), OUT/history.json and OUT/config.yaml.
     """
     from .train import NonFiniteLossError, train
 
