@@ -169,7 +169,7 @@ def format_sections(sections: Mapping[str, Any], indent: int = 0) -> list[str]:
     """Lines ``key: value``, nested mappings indented by two spaces under their key."""
     lines = []
     for key, value in sections.items():
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and value:
             lines += [f"{' ' * indent}{key}:", *format_sections(value, indent + 2)]
         else:
             lines.append(f"{' ' * indent}{key}: {_plain(value)}")
@@ -177,11 +177,13 @@ def format_sections(sections: Mapping[str, Any], indent: int = 0) -> list[str]:
 
 
 def _plain(value: Any) -> str:
+    if value is None or (isinstance(value, Mapping | list | tuple) and not value):
+        return "none"
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list | tuple):
-        return ", ".join(map(_plain, value)) or "none"
-    return "none" if value is None else str(value)
+        return ", ".join(map(_plain, value))
+    return str(value)
 
 
 COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None]]] = {}

@@ -139,10 +139,10 @@ def test_the_description_of_a_model_without_one_is_its_config_metrics_and_thresh
 
 def test_sections_print_as_indented_key_value_lines() -> None:
     sections = {"trained on": {"data": "runs/corpus", "files": 12, "bands": [0.0, 0.25]},
-                "threshold": {"value": 0.123456789, "rule": None}}
+                "threshold": {"value": 0.123456789, "rule": None}, "label_map": {}}
     assert format_sections(sections) == [
         "trained on:", "  data: runs/corpus", "  files: 12", "  bands: 0, 0.25",
-        "threshold:", "  value: 0.123457", "  rule: none"]
+        "threshold:", "  value: 0.123457", "  rule: none", "label_map: none"]
 
 
 # --------------------------------------------------------------------------- --device
