@@ -1,29 +1,35 @@
-"""Fused AUC-family loss vs the naive autograd formulation, and a training step vs cross entropy.
+"""Fused AUC-family losses vs naive autograd formulations, and a training step vs cross entropy.
 
     python bench/losses.py [--threads 1 2] [--sizes 2400 4800 9600] [--batches 32 64]
 
-Prints, for N⁺ = N⁻ = N, forward+backward time of `auc_loss` and of the naive full-matrix
-version, their ratio and agreement, and the peak memory each adds above its inputs (resident
-high-water mark, reset through /proc/self/clear_refs); then a BiGRU training step (forward +
-loss + backward + Adam) on (B, 300, 140) with aAUCsum(0.75, 1e-3) against the same step with
-cross entropy. Each time is the best of at least --repeats calls (and 1 s of calls), the
+Prints, for N⁺ = N⁻ = N and each of aAUC, apAUC(0, 0.75) and aAUCsum(0.75, 1e-3),
+forward+backward time of the fused loss and of a naive version (the full N⁺×N⁻ matrix through
+autograd, negatives sorted and banded by the paper's eqs. 4–5), their ratio, their largest
+relative difference (value and gradient), and the peak memory each adds above its inputs
+(resident high-water mark, reset through /proc/self/clear_refs); then a BiGRU training step
+(forward + loss + backward + Adam) on (B, 300, 140) with aAUCsum(0.75, 1e-3) against the same
+step with cross entropy. Each time is the best of at least --repeats calls (and 1 s of calls), the
 compared steps taking turns, so a shared machine's load falls on both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
 
-from musicdet.losses import Loss, auc_loss, build_loss
+from musicdet.losses import Loss, auc_loss, auc_sum_loss, build_loss, pauc_loss
 from musicdet.model import BiGRUDetector, ModelConfig
 
 DELTA = 10.0
 FRAMES = 300
+GAMMA, LAM = 0.75, 1e-3
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def naive_auc_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -32,9 +38,29 @@ def naive_auc_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(DELTA * (negatives[None, :] - positives[:, None])).mean()
 
 
-KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "fused": auc_loss,
-    "naive": naive_auc_loss,
+def naive_pauc_loss(scores: torch.Tensor, labels: torch.Tensor, alpha: float,
+                    beta: float) -> torch.Tensor:
+    """1 − eq. 6: the negatives sorted descending, ranks ⌈αN⁻⌉+1 … ⌊βN⁻⌋ (eqs. 4–5) kept,
+    then the full N⁺×band matrix through autograd."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    ranked = torch.sort(negatives, descending=True).values
+    band = ranked[math.ceil(alpha * ranked.numel()):math.floor(beta * ranked.numel())]
+    return torch.sigmoid(DELTA * (band[None, :] - positives[:, None])).mean()
+
+
+def naive_auc_sum_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 7: (1 − A(0, γ)) + λ·(1 − A(γ, 1)) from two naive apAUC terms."""
+    return naive_pauc_loss(scores, labels, 0.0, GAMMA) + \
+        LAM * naive_pauc_loss(scores, labels, GAMMA, 1.0)
+
+
+LOSSES: dict[str, dict[str, LossFn]] = {
+    "aAUC": {"fused": partial(auc_loss, delta=DELTA), "naive": naive_auc_loss},
+    f"apAUC(0, {GAMMA})": {"fused": partial(pauc_loss, alpha=0.0, beta=GAMMA, delta=DELTA),
+                           "naive": partial(naive_pauc_loss, alpha=0.0, beta=GAMMA)},
+    f"aAUCsum({GAMMA}, {LAM:g})": {
+        "fused": partial(auc_sum_loss, gamma=GAMMA, lam=LAM, delta=DELTA),
+        "naive": naive_auc_sum_loss},
 }
 
 
@@ -45,12 +71,23 @@ def make_pairs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(2 * n, generator=generator) + 0.5 * labels, labels
 
 
-def forward_backward(kernel: str, scores: torch.Tensor, labels: torch.Tensor):
+def forward_backward(loss: LossFn, scores: torch.Tensor,
+                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss value and score gradient of one forward+backward pass."""
     scores = scores.detach().requires_grad_()
-    value = KERNELS[kernel](scores, labels)
+    value = loss(scores, labels)
     value.backward()
+    assert scores.grad is not None
     return value.detach(), scores.grad
+
+
+def max_relative_difference(kernels: dict[str, LossFn], scores: torch.Tensor,
+                            labels: torch.Tensor) -> float:
+    """Largest relative difference of the fused loss from the naive one: value and gradient."""
+    (fused_value, fused_grad), (naive_value, naive_grad) = (
+        forward_backward(kernels[k], scores, labels) for k in ("fused", "naive"))
+    return max(((fused_value - naive_value).abs() / naive_value.abs()).item(),
+               ((fused_grad - naive_grad).abs().max() / naive_grad.abs().max()).item())
 
 
 def best_times(
@@ -101,26 +138,25 @@ def train_step(model: torch.nn.Module, optimiser: torch.optim.Optimizer, loss: L
 
 
 def bench_kernels(sizes: list[int], repeats: int) -> None:
-    print(f"{'N+=N-':>7} {'fused ms':>9} {'naive ms':>9} {'speed-up':>9} {'max rel diff':>13} "
-          f"{'fused MiB':>10} {'naive MiB':>10}")
-    for n in sizes:
-        scores, labels = make_pairs(n)
-        steps = {k: partial(forward_backward, k, scores, labels) for k in KERNELS}
-        memory = {k: extra_peak_mib(step) for k, step in steps.items()}
-        timing = best_times(steps, repeats)
-        (fused_value, fused_grad), (naive_value, naive_grad) = (
-            forward_backward(k, scores, labels) for k in KERNELS)
-        diff = max(((fused_value - naive_value).abs() / naive_value.abs()).item(),
-                   ((fused_grad - naive_grad).abs().max() / naive_grad.abs().max()).item())
-        print(f"{n:>7} {timing['fused'] * 1e3:>9.2f} {timing['naive'] * 1e3:>9.1f} "
-              f"{timing['naive'] / timing['fused']:>8.1f}x {diff:>13.1e} "
-              f"{memory['fused']:>10.1f} {memory['naive']:>10.1f}")
+    print(f"{'loss':>19} {'N+=N-':>6} {'fused ms':>9} {'naive ms':>9} {'speed-up':>9} "
+          f"{'max rel diff':>13} {'fused MiB':>10} {'naive MiB':>10}")
+    for name, kernels in LOSSES.items():
+        for n in sizes:
+            scores, labels = make_pairs(n)
+            steps = {k: partial(forward_backward, loss, scores, labels)
+                     for k, loss in kernels.items()}
+            memory = {k: extra_peak_mib(step) for k, step in steps.items()}
+            timing = best_times(steps, repeats)
+            diff = max_relative_difference(kernels, scores, labels)
+            print(f"{name:>19} {n:>6} {timing['fused'] * 1e3:>9.2f} "
+                  f"{timing['naive'] * 1e3:>9.1f} {timing['naive'] / timing['fused']:>8.1f}x "
+                  f"{diff:>13.1e} {memory['fused']:>10.1f} {memory['naive']:>10.1f}")
 
 
 def bench_training_step(batches: list[int], repeats: int) -> None:
     print(f"{'B':>4} {'CE s':>7} {'aAUCsum s':>10} {'ratio':>6}   (BiGRU step, {FRAMES} frames)")
     losses = {"ce": build_loss({"type": "ce"}),
-              "aaucsum": build_loss({"type": "aaucsum", "gamma": 0.75, "lam": 1e-3})}
+              "aaucsum": build_loss({"type": "aaucsum", "gamma": GAMMA, "lam": LAM})}
     for batch in batches:
         torch.manual_seed(0)
         model = BiGRUDetector(ModelConfig())

@@ -1,8 +1,9 @@
 """Per-trial platform overhead: a study's trials vs bare `train()` runs of the same configs.
 
-Runs a 4-trial study (one trial at a time, 1 CPU, no pruning) in a scratch folder, then
-trains the same 4 configs directly with 1 torch thread, and prints the ratio of the mean
-trial wall time (Optuna start → complete) to the mean bare training time.
+Runs a study of N_TRIALS trials (one at a time, 1 CPU, no pruning) in a scratch folder, then
+trains the configs of its COMPLETE trials directly with 1 torch thread, and prints the ratio
+of the mean trial wall time (Optuna start → complete) to the mean bare training time. Failed
+or requeued trials (no duration) are counted and left out of the comparison.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from statistics import fmean
 
+import optuna
 import torch
 import yaml
+from optuna.trial import TrialState
 
 from musicdet.train import prepare_data, train
 from search.export import load_study
@@ -20,13 +24,34 @@ from search.runner import run_study
 from search.space import complete_params, loss_config
 from search.spec import load_spec
 
+N_TRIALS = 4
 STUDY = {
     "name": "overhead", "data": {"synth_hours": 0.05},
     "model": {"hidden_size": 32}, "training": {"epochs": 3, "sequences_per_epoch": 64,
                                                "batch_size": 16},
-    "search": {"n_trials": 4, "sampler": "random", "losses": ["ce", "aaucsum"]},
+    "search": {"n_trials": N_TRIALS, "sampler": "random", "losses": ["ce", "aaucsum"]},
     "pruner": {"type": "none"}, "resources": {"cpus": 1, "max_concurrent": 1},
 }
+
+
+def timed_trials(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The COMPLETE trials, the only ones with a start-to-complete wall time."""
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.duration is not None]
+
+
+def summary(study_seconds: float, n_trials: int, trial_seconds: list[float],
+            bare_seconds: list[float]) -> str:
+    """The bench's report: study wall time, then mean trial vs mean bare training (seconds)."""
+    left_out = n_trials - len(trial_seconds)
+    lines = [f"study wall {study_seconds:.1f} s for {n_trials} trials (incl. Ray start, data, "
+             f"MLflow); {left_out} not COMPLETE, left out"]
+    if not trial_seconds:
+        return "\n".join([*lines, "no COMPLETE trial: nothing to compare"])
+    mean_trial, mean_bare = fmean(trial_seconds), fmean(bare_seconds)
+    return "\n".join([*lines, (
+        f"mean trial {mean_trial:.2f} s, mean bare train() {mean_bare:.2f} s over "
+        f"{len(trial_seconds)} configs, ratio {mean_trial / mean_bare:.3f} "
+        f"(overhead {mean_trial - mean_bare:.2f} s/trial)")])
 
 
 def main() -> None:
@@ -41,8 +66,9 @@ def main() -> None:
         started = time.perf_counter()
         run_study(spec, out=None)
         study_seconds = time.perf_counter() - started
-        trials = load_study(spec).trials
-        trial_seconds = [t.duration.total_seconds() for t in trials]
+        all_trials = load_study(spec).trials
+        trials = timed_trials(all_trials)
+        trial_seconds = [t.duration.total_seconds() for t in trials]  # type: ignore[union-attr]
         torch.set_num_threads(1)
         data = prepare_data(spec.base_config(), progress=False)
         bare = []
@@ -51,10 +77,7 @@ def main() -> None:
             began = time.perf_counter()
             train(config, Path(folder) / f"bare{i}", data=data, progress=False)
             bare.append(time.perf_counter() - began)
-    mean_trial, mean_bare = sum(trial_seconds) / 4, sum(bare) / 4
-    print(f"study wall {study_seconds:.1f} s for 4 trials (incl. Ray start, data, MLflow)")
-    print(f"mean trial {mean_trial:.2f} s, mean bare train() {mean_bare:.2f} s, "
-          f"ratio {mean_trial / mean_bare:.3f} (overhead {mean_trial - mean_bare:.2f} s/trial)")
+    print(summary(study_seconds, len(all_trials), trial_seconds, bare))
 
 
 if __name__ == "__main__":

@@ -1,19 +1,28 @@
-"""`musicdet`: synthesise a corpus, extract features, train, evaluate and detect.
+"""musicdet: synthesise a corpus, extract features, train, evaluate, detect, describe a model.
 
-Every command is a thin wrapper over the Python API; its help is its docstring. Errors in
-inputs print one line (``musicdet: error: …``) and exit with status 2; work that failed on
-some files exits with status 1.
+Every command is a thin wrapper over the Python API; its help is its docstring (plain text:
+no markup, argparse prints it as it is). An error prints one line, musicdet: error: ...,
+and exits with a status of `musicdet.errors.ExitStatus` (listed in --help).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .audio import AudioError
-from .configtools import ConfigError, parse_yaml
+from . import __version__
+from .configtools import ConfigError, parse_yaml, with_overrides
+from .errors import EPILOG, CommandError, ExitStatus, report
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+    from .modelfile import Detector
+
+PROG = "musicdet"
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -32,27 +41,33 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    """Extract raw 140-dim features (128 log-Mel + 12 chroma, 100 frames/s) to DIR/NAME.npy."""
-    from .audio import find_audio
-    from .features import FeatureConfig, write_features
+    """Extract raw features (log-Mel + chroma, one row per frame) to OUT/NAME.npy.
 
-    failures = write_features(
-        find_audio(args.audio), args.out, FeatureConfig(), skip_bad=args.skip_bad,
-        progress=not args.quiet,
-    )
+    The features section of a run config (--config, --set features.KEY=VALUE) sets the front
+    end; the default is the paper's: 128 log-Mel + 12 chroma, 25 ms windows, 100 frames/s.
+    """
+    from .audio import find_audio
+    from .features import write_features
+
+    foreign = [item for item in args.set if not item.startswith("features.")]
+    if foreign:
+        raise ConfigError("--set", f"features takes features.KEY=VALUE overrides only, got "
+                                   f"{foreign[0]!r}")
+    config = with_overrides(_run_config(args.config, []).features,
+                            [item.removeprefix("features.") for item in args.set], "features")
+    failures = write_features(find_audio(args.audio), args.out, config, skip_bad=args.skip_bad,
+                              progress=not args.quiet)
     return _report_failures(failures)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train the BiGRU detector from a run config (the YAML `musicdet-search export` writes).
+    """Train the BiGRU detector from a run config (the YAML musicdet-search export writes).
 
     Resumes from OUT/checkpoint.pt when it exists; writes OUT/model.pt (the best epoch by
-    validation AUC), OUT/history.json and OUT/config.yaml.
+    training.select_metric, validation AUC by default), OUT/history.json and OUT/config.yaml.
     """
-    from .config import RunConfig, apply_overrides, load_run_config
     from .train import NonFiniteLossError, train
 
-    config = load_run_config(args.config) if args.config else RunConfig()
     overrides = list(args.set)
     if args.data:
         overrides += [f"data.path={args.data}"]
@@ -60,12 +75,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides += [f"data.format={args.format}"]
     if args.device:
         overrides += [f"training.device={args.device}"]
-    config = apply_overrides(config, overrides)
+    config = _run_config(args.config, overrides)
     try:
         result = train(config, args.out, resume=not args.restart, progress=not args.quiet)
     except NonFiniteLossError as error:
-        print(f"musicdet: training failed: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(f"training failed: {error}") from None
     best = result.best
     print(
         f"best epoch {best.epoch}: val AUC {best.val_auc:.4f}, EER {best.val_eer:.4f}\n"
@@ -75,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Evaluate a model file on labelled audio: AUC, EER, recall and F1 at precision 0.90.
+    """Evaluate a model file on labelled audio: AUC, EER, recall and F1 at a precision (0.90).
 
     Frame-level, no collar, pooled over all files and per file. Writes OUT/metrics.json,
     OUT/roc.png and OUT/scores.png; --bootstrap N adds 95 % intervals resampling whole files.
@@ -91,12 +105,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_model(
         args.model, args.data, args.out, format=args.format, options=options,
         cache_dir=args.cache_dir, bootstrap=args.bootstrap, seed=args.seed,
-        progress=not args.quiet,
+        target_precision=args.target_precision, device=args.device, progress=not args.quiet,
     )
     pooled = report["pooled"]
     recall, f1 = (f"{pooled[k]:.4f}" if pooled[k] is not None else "n/a" for k in ("recall", "f1"))
     print(f"{len(report['files'])} files: AUC {pooled['auc']:.4f}, EER {pooled['eer']:.4f}, "
-          f"recall {recall}, F1 {f1} at P=0.90\nmetrics: {args.out / 'metrics.json'}")
+          f"recall {recall}, F1 {f1} at P={args.target_precision:g}\n"
+          f"metrics: {args.out / 'metrics.json'}")
     return 0
 
 
@@ -104,24 +119,71 @@ def cmd_detect(args: argparse.Namespace) -> int:
     """Detect music in audio files of any length: OUT/NAME.segments.EXT (+ frame scores).
 
     Files are streamed in blocks; frame probabilities are median-filtered, thresholded (the
-    model's validation threshold unless --threshold; hysteresis with --low-threshold),
-    no-music gaps shorter than --min-non-music are filled and music shorter than
-    --min-music dropped. tsv/csv/json list music and no-music segments, audacity and rttm
-    music only.
+    model's own threshold, see musicdet info, unless --threshold; hysteresis with
+    --low-threshold), no-music gaps shorter than --min-non-music are filled and music
+    shorter than --min-music dropped. tsv/csv/json list music and no-music segments,
+    audacity and rttm music only.
     """
     from .detect import Smoothing, detect
+    from .evaluate import resolve_device
+    from .modelfile import load_model
 
     smoothing = Smoothing(
         median_seconds=args.median, threshold=args.threshold,
         low_threshold=args.low_threshold, min_music=args.min_music,
         min_non_music=args.min_non_music,
     )
+    detector = load_model(args.model, resolve_device(args.device))
     failures = detect(
-        args.model, args.audio, args.out, smoothing=smoothing, segment_format=args.format,
+        detector, args.audio, args.out, smoothing=smoothing, segment_format=args.format,
         frame_scores=args.frame_scores, block_seconds=args.block_seconds,
         skip_bad=args.skip_bad, progress=not args.quiet,
     )
     return _report_failures(failures)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Describe a model file: what it was trained on, its validation figures, its threshold.
+
+    The threshold is the one detect uses unless --threshold is given, with the rule that
+    chose it.
+    """
+    from .modelfile import load_model
+
+    print("\n".join(format_sections(describe(load_model(args.model)))))
+    return 0
+
+
+def describe(detector: Detector) -> dict[str, Any]:
+    """The model's own description (sections of key: value), or its config and metrics."""
+    if hasattr(detector, "describe"):
+        return detector.describe()
+    chosen = detector.metrics.get("val_threshold") is not None
+    rule = ("the highest-recall validation threshold at precision 0.90" if chosen else
+            "0.5: validation never reached precision 0.90")
+    return {**detector.config.to_dict(), "validation": detector.metrics,
+            "threshold": {"value": detector.threshold, "rule": rule}}
+
+
+def format_sections(sections: Mapping[str, Any], indent: int = 0) -> list[str]:
+    """Lines ``key: value``, nested mappings indented by two spaces under their key."""
+    lines = []
+    for key, value in sections.items():
+        if isinstance(value, Mapping) and value:
+            lines += [f"{' ' * indent}{key}:", *format_sections(value, indent + 2)]
+        else:
+            lines.append(f"{' ' * indent}{key}: {_plain(value)}")
+    return lines
+
+
+def _plain(value: Any) -> str:
+    if value is None or (isinstance(value, Mapping | list | tuple) and not value):
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(_plain, value))
+    return str(value)
 
 
 COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None]]] = {}
@@ -136,6 +198,11 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 def _features_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("audio", nargs="+", help="audio files, folders or globs")
     p.add_argument("--out", type=Path, required=True, help="output folder for NAME.npy")
+    p.add_argument("--config", type=Path,
+                   help="run config YAML whose features section applies (default: the paper's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a feature setting, e.g. --set features.hop_length=320 "
+                        "(repeatable)")
     p.add_argument("--skip-bad", action="store_true", help="report unreadable files and go on")
 
 
@@ -146,7 +213,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="dataset format (sets data.format)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=5 (repeatable)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets training.device")
+    p.add_argument("--device", choices=DEVICES, help="sets training.device")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
@@ -163,6 +230,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap replicates for confidence intervals (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    p.add_argument("--target-precision", type=float, default=0.90, metavar="P",
+                   help="report recall and F1 at the threshold with the highest recall whose "
+                        "precision is at least P (0.90)")
+    _device_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
@@ -177,8 +248,8 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--median", type=float, default=0.5, metavar="SECONDS",
                    help="median filter length over the probabilities (0.5; 0: off)")
     p.add_argument("--threshold", type=float, metavar="P",
-                   help="music where probability >= P (default: the model's validation "
-                        "threshold at precision 0.90)")
+                   help="music where probability >= P (default: the model's own threshold; "
+                        "musicdet info MODEL says which and why)")
     p.add_argument("--low-threshold", type=float, metavar="P",
                    help="hysteresis: music regions extend while probability >= P")
     p.add_argument("--min-music", type=float, default=1.0, metavar="SECONDS",
@@ -188,7 +259,19 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-seconds", type=float, default=60.0, metavar="SECONDS",
                    help="audio block length for streaming (60)")
     p.add_argument("--skip-bad", action="store_true", help="report unreadable files and go on")
+    _device_arg(p)
 
+
+def _info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="model file (model.pt from musicdet train)")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=DEVICES, default="cpu",
+                   help="where the model runs (cpu; auto: a GPU if there is one)")
+
+
+DEVICES = ["auto", "cpu", "cuda"]
 
 COMMANDS.update(
     synth=(cmd_synth, _synth_args),
@@ -196,15 +279,19 @@ COMMANDS.update(
     train=(cmd_train, _train_args),
     evaluate=(cmd_evaluate, _evaluate_args),
     detect=(cmd_detect, _detect_args),
+    info=(cmd_info, _info_args),
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="musicdet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                     epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (command, add_arguments) in COMMANDS.items():
-        doc = command.__doc__ or ""
-        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
+        doc = inspect.cleandoc(command.__doc__ or "")
+        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         add_arguments(p)
@@ -217,20 +304,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, AudioError, ValueError, OSError) as error:
-        print(f"musicdet: error: {error}", file=sys.stderr)
-        return 2
+    except CommandError as error:
+        return report(PROG, error, error.status)
+    except (ValueError, OSError) as error:  # ConfigError, AudioError, ModelFileError, ...
+        return report(PROG, error, ExitStatus.BAD_INPUT)
     except KeyboardInterrupt:
-        print("musicdet: interrupted", file=sys.stderr)
-        return 130
+        return report(PROG, "interrupted", ExitStatus.INTERRUPTED)
+
+
+def _run_config(path: Path | None, overrides: Sequence[str]) -> RunConfig:
+    """The run config at ``path`` (default: the paper's setup) with ``overrides`` applied."""
+    from .config import RunConfig, apply_overrides, load_run_config
+
+    return apply_overrides(load_run_config(path) if path else RunConfig(), list(overrides))
 
 
 def _report_failures(failures: Sequence[tuple[Path, str]]) -> int:
     for _, message in failures:
-        print(f"musicdet: skipped {message}", file=sys.stderr)
+        print(f"{PROG}: skipped {message}", file=sys.stderr)
     if failures:
-        print(f"musicdet: {len(failures)} file(s) failed", file=sys.stderr)
-    return 1 if failures else 0
+        return report(PROG, f"{len(failures)} file(s) failed", ExitStatus.FAILED)
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +58,26 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         return cls(**kwargs)
     except ConfigError as error:
         raise error.within(where) from None
+
+
+def with_overrides(config: T, overrides: Sequence[str], where: str = "") -> T:
+    """``config`` (a dataclass) with each ``dotted.key=value`` override applied (values parsed
+    as YAML) and its rules checked again; keys are relative to ``config``, errors name them
+    under ``where``."""
+    data = to_dict(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        path = f"{where}.{key}" if where else key
+        if not sep or not key:
+            raise ConfigError(path, "override must look like key.sub=value")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(path, f"unknown section {part!r}")
+            node = node[part]
+        node[leaf] = parse_yaml(raw, path)
+    return from_dict(type(config), data, where)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

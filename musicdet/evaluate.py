@@ -3,8 +3,9 @@
 Scores are `Detector.probabilities` of each file's raw features (read through the
 `FeatureCache` with the model's own `FeatureConfig`), exactly what ``musicdet detect
 --frame-scores`` writes. Metrics (`musicdet.metrics`): AUC, EER, and recall / F1 / precision at
-the threshold with the highest recall at precision >= 0.90, pooled over all files and per
-file; also accuracy / precision / recall / F1 at the model's own validation threshold.
+the threshold with the highest recall at precision >= ``target_precision`` (0.90), pooled over
+all files and per file; also accuracy / precision / recall / F1 at the model's own
+validation threshold.
 Bootstrap confidence intervals resample whole files.
 """
 
@@ -13,12 +14,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from .configtools import ConfigError, require
 from .datasets import LabelledAudio, read_dataset
 from .examples import load_example
 from .features import FeatureCache
@@ -71,18 +75,21 @@ def pool(files: Sequence[FileScores]) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def summarize_scores(
-    files: Sequence[FileScores], threshold: float, bootstrap: int = 0, seed: int = 0
+    files: Sequence[FileScores], threshold: float, bootstrap: int = 0, seed: int = 0,
+    target_precision: float = 0.90,
 ) -> dict[str, Any]:
-    """Pooled and per-file metrics (JSON-ready); with ``bootstrap`` > 0 replicates, AUC and
-    EER confidence intervals (95 %) resampling whole files."""
+    """Pooled and per-file metrics (JSON-ready), recall / F1 at ``target_precision``; with
+    ``bootstrap`` > 0 replicates, AUC and EER confidence intervals (95 %) resampling whole
+    files."""
     if not files:
         raise ValueError("data: no labelled files to evaluate; expected at least one")
     labels, scores, mask = pool(files)
+    measure = partial(_metrics, threshold=threshold, target_precision=target_precision)
     report: dict[str, Any] = {
         "model_threshold": threshold,
-        "pooled": _metrics(labels, scores, mask, threshold, pooled=True),
-        "files": [{"audio": str(f.audio), **_metrics(f.labels, f.scores, f.mask, threshold)}
-                  for f in files],
+        "target_precision": target_precision,
+        "pooled": measure(labels, scores, mask, pooled=True),
+        "files": [{"audio": str(f.audio), **measure(f.labels, f.scores, f.mask)} for f in files],
     }
     if bootstrap > 0:
         groups = np.concatenate([np.full(len(f.labels), i) for i, f in enumerate(files)])
@@ -101,14 +108,20 @@ def evaluate_model(
     cache_dir: str | Path = "runs/cache",
     bootstrap: int = 0,
     seed: int = 0,
+    target_precision: float = 0.90,
+    device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score the labelled set ``data`` and write OUT/metrics.json, roc.png and scores.png.
 
     The model's training label map applies; ``options`` go to the dataset reader (e.g.
-    OpenBMAT ``folds``). Returns the report written to metrics.json.
+    OpenBMAT ``folds``); the model runs on ``device`` (auto, cpu or cuda). Returns the report
+    written to metrics.json.
     """
+    require(0.0 < target_precision <= 1.0, "target_precision", "0 < target_precision <= 1",
+            target_precision)
     detector = model if isinstance(model, Detector) else load_model(model)
+    detector.model.to(resolve_device(device))
     items = read_labelled(format, data, detector.config.data.label_map or None,
                           **dict(options or {}))
     files = score_files(detector, items, FeatureCache(cache_dir), progress)
@@ -116,7 +129,7 @@ def evaluate_model(
         "model": str(model) if not isinstance(model, Detector) else None,
         "data": str(data),
         "format": format,
-        **summarize_scores(files, detector.threshold, bootstrap, seed),
+        **summarize_scores(files, detector.threshold, bootstrap, seed, target_precision),
     }
     out = Path(out_dir)
     write_text(out / METRICS_FILE, json.dumps(report, indent=2) + "\n")
@@ -127,19 +140,31 @@ def evaluate_model(
     return report
 
 
+def resolve_device(choice: str, key: str = "device") -> torch.device:
+    """The torch device for ``choice``: cpu, cuda, or auto (cuda if a GPU is there, else cpu);
+    cuda without a GPU is a `ConfigError` naming ``key``."""
+    require(choice in ("auto", "cpu", "cuda"), key, "device in (auto, cpu, cuda)", choice)
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(key, "cuda was asked for but no GPU is available; expected auto or "
+                               "cpu on this machine")
+    return torch.device(choice)
+
+
 def _metrics(
     labels: np.ndarray, scores: np.ndarray, mask: np.ndarray, threshold: float,
-    pooled: bool = False,
+    target_precision: float, pooled: bool = False,
 ) -> dict[str, Any]:
-    """Frame counts, ranking metrics (None where a class is missing, except when pooled:
-    then that is an error) and the metrics at the model's threshold."""
+    """Frame counts, ranking metrics at ``target_precision`` (None where a class is missing,
+    except when pooled: then that is an error) and the metrics at the model's threshold."""
     kept = labels[mask]
     music = int(kept.sum())
     counts = {"frames": int(kept.size), "music_frames": music}
     if kept.size == 0:
         return counts | dict.fromkeys(RANKING_KEYS) | {"at_model_threshold": None}
     if pooled or 0 < music < kept.size:
-        ranking = evaluate(labels, scores, mask)
+        ranking = evaluate(labels, scores, mask, target_precision)
     else:
         ranking = dict.fromkeys(RANKING_KEYS)
     return counts | ranking | {"at_model_threshold": threshold_metrics(labels, scores,

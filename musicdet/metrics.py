@@ -5,7 +5,7 @@ scores are any monotone confidence (probabilities or logits). Every metric depen
 the order of the scores, except the thresholds reported, which are score values. A frame is
 predicted positive when ``score >= threshold``.
 
-Conventions (see DESIGN.md, "Metrics"):
+Conventions (stated in full here; the README's "Conventions" section summarises them):
 
 - AUC counts tied positive/negative pairs as ½ (as sklearn does).
 - EER is where FPR = FNR on the ROC polyline, linearly interpolated between the two ROC

@@ -1,13 +1,14 @@
-"""`musicdet-search`: run, watch, rank and export loss-configuration studies.
+"""musicdet-search: run, watch, rank and export loss-configuration studies.
 
 Every command takes the study's spec file (studies/*.yaml): it names the study, its Optuna
-storage and its MLflow settings.
+storage and its MLflow settings; --storage and --tracking-uri override the last two.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -18,14 +19,17 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from musicdet import __version__
 from musicdet.configtools import ConfigError
+from musicdet.errors import EPILOG, CommandError, ExitStatus, report
 
 from .export import export_best, format_table, load_study, top_trials
 from .runner import run_study
 from .spec import StudySpec, check_database_url, load_spec
 from .study import lost_database, study_counts, tally
-from .tracking import StudyTracker, load_settings
+from .tracking import MlflowSettings, StudyTracker, load_settings
 
+PROG = "musicdet-search"
 UI_HOST = "127.0.0.1"  # the UI has no authentication: loopback only
 
 
@@ -37,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.best_value is not None else "no completed trial"
     print(f"study {result.name}: {result.finished}/{result.n_trials} trials finished in "
           f"{result.seconds:.0f} s; {best}")
-    return 0 if result.finished >= result.n_trials else 3
+    return ExitStatus.OK if result.finished >= result.n_trials else ExitStatus.UNFINISHED
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -69,9 +73,9 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the best trial's run config (for `musicdet train --config`)."""
+    """Write the best trial's run config, or trial N's (for musicdet train --config)."""
     spec = _spec(args)
-    number, path = export_best(spec, args.out, register=args.register)
+    number, path = export_best(spec, args.out, register=args.register, trial=args.trial)
     print(f"trial {number} → {path}")
     if args.register:
         print(f"registered as {load_settings(spec.mlflow).registered_model}@champion")
@@ -91,9 +95,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     try:
         base = f"http://{UI_HOST}:{port}"
         if not _wait_until_serving(server, base, args.start_timeout):
-            print(f"musicdet-search: the MLflow server on port {port} did not start "
-                  f"(exit status {server.poll()}); is the port in use?", file=sys.stderr)
-            return 1
+            return report(PROG, f"the MLflow server on port {port} did not start (exit status "
+                                f"{server.poll()}); is the port in use?", ExitStatus.FAILED)
         print(f"MLflow UI for study {spec.name}: {tracker.ui_url(base)}", flush=True)
         return server.wait()
     except KeyboardInterrupt:  # Ctrl-C is how a person stops the UI
@@ -153,10 +156,17 @@ def _free_port() -> int:
 
 
 def _spec(args: argparse.Namespace) -> StudySpec:
+    """The spec file with the command line's overrides applied."""
     spec = load_spec(args.spec)
     if getattr(args, "storage", None):
         check_database_url(args.storage, "--storage")
         spec = replace(spec, storage=replace(spec.storage, url=args.storage))
+    if getattr(args, "tracking_uri", None):
+        try:
+            MlflowSettings(tracking_uri=args.tracking_uri)  # its rules, before anything starts
+        except ConfigError as error:
+            raise ConfigError("--tracking-uri", error.message) from None
+        spec = replace(spec, mlflow=replace(spec.mlflow, tracking_uri=args.tracking_uri))
     if getattr(args, "trials", None):
         if spec.search.grid is not None:
             raise ConfigError("--trials", "a grid study runs each grid entry once")
@@ -164,7 +174,18 @@ def _spec(args: argparse.Namespace) -> StudySpec:
     return spec
 
 
+def _storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="Optuna storage URL (overrides storage.url)")
+
+
+def _tracking_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides mlflow.tracking_uri "
+                                          "of the spec and mlflow.yaml)")
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
+    _storage_arg(p)
+    _tracking_arg(p)
     p.add_argument("--resume", action="store_true",
                    help="continue an existing study (or join it from another driver)")
     p.add_argument("--address", help="Ray cluster to join (default: start a local one)")
@@ -173,25 +194,32 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
+    _storage_arg(p)
+    _tracking_arg(p)
     p.add_argument("--out", required=True, help="YAML file to write")
+    p.add_argument("--trial", type=int, metavar="N",
+                   help="export trial number N (COMPLETE) instead of the best")
     p.add_argument("--register", action="store_true",
-                   help="register the best model in MLflow with alias `champion`")
+                   help="register the exported trial's model in MLflow with alias champion")
 
 
 def _best_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top", type=int, default=10)
+    _storage_arg(p)
+    p.add_argument("--top", type=int, default=10, metavar="N",
+                   help="how many of the best COMPLETE trials to list (10)")
 
 
 def _ui_args(p: argparse.ArgumentParser) -> None:
+    _tracking_arg(p)
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (0: any free one)")
     p.add_argument("--start-timeout", type=float, default=120.0,
                    help="seconds to wait for the server to answer")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int],
-                          Callable[[argparse.ArgumentParser], None] | None]] = {
+                          Callable[[argparse.ArgumentParser], None]]] = {
     "run": (cmd_run, _run_args),
-    "status": (cmd_status, None),
+    "status": (cmd_status, _storage_arg),
     "best": (cmd_best, _best_args),
     "export": (cmd_export, _export_args),
     "ui": (cmd_ui, _ui_args),
@@ -199,15 +227,17 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="musicdet-search", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (func, add_args) in COMMANDS.items():
-        sub = commands.add_parser(name, help=func.__doc__, description=func.__doc__)
+        doc = inspect.cleandoc(func.__doc__ or "")
+        sub = commands.add_parser(name, help=doc.splitlines()[0], description=doc,
+                                  epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("spec", help="study spec YAML (studies/*.yaml)")
-        sub.add_argument("--storage", help="Optuna storage URL (overrides the spec)")
-        if add_args is not None:
-            add_args(sub)
+        add_args(sub)
         sub.set_defaults(func=func)
     return parser
 
@@ -216,19 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except CommandError as error:
+        return report(PROG, error, error.status)
     except ConfigError as error:
-        print(f"musicdet-search: {error}", file=sys.stderr)
-        return 2
+        return report(PROG, error, ExitStatus.BAD_INPUT)
     except Exception as error:
         reason = lost_database(error)
         if reason is None:
             raise
-        print(f"musicdet-search: lost the connection to the study's database ({reason}); "
-              "check the database, then continue with --resume", file=sys.stderr)
-        return 4
+        return report(PROG, f"lost the connection to the study's database ({reason}); check "
+                            "the database, then continue with --resume", ExitStatus.LOST_DATABASE)
     except KeyboardInterrupt:
-        print("musicdet-search: interrupted; continue with --resume", file=sys.stderr)
-        return 130
+        return report(PROG, "interrupted; continue with --resume", ExitStatus.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Selection and export: the top trials of a study, and the best one as a run config.
+"""Selection and export: the top trials of a study, and the best (or a chosen) one as a run
+config.
 
 The exported YAML is what `musicdet train --config` reads: the study's base config with the
-best trial's loss. Trained again with it, the model reproduces the trial's validation AUC
-(same data, seed and epochs; a trial that ASHA stopped early ran fewer epochs).
+trial's loss. Trained again with it, the model reproduces the trial's validation AUC (same
+data, seed and epochs; a trial that ASHA stopped early ran fewer epochs).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from musicdet.config import RunConfig
+from musicdet.errors import CommandError, ExitStatus, UnfinishedError
 
 from .space import complete_params, describe, loss_config
 from .spec import StudySpec, hide_password
@@ -38,8 +40,8 @@ def load_study(spec: StudySpec) -> optuna.Study:
     try:
         return optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
-        raise SystemExit(f"no study {spec.name!r} in {hide_password(spec.storage_url)}; "
-                         "run it first") from None
+        raise UnfinishedError(f"no study {spec.name!r} in {hide_password(spec.storage_url)}; "
+                              "run it first") from None
 
 
 def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[TrialRow]:
@@ -61,23 +63,40 @@ def format_table(rows: list[TrialRow], metric: str) -> str:
     return "\n".join(lines)
 
 
-def best_config(spec: StudySpec, study: optuna.Study) -> tuple[optuna.trial.FrozenTrial, RunConfig]:
-    """The best trial and the run config that reproduces it."""
-    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-        raise SystemExit(f"study {spec.name!r} has no completed trial yet")
-    trial = study.best_trial
-    return trial, spec.base_config(loss_config(_params(spec, trial)))
+def chosen_trial(spec: StudySpec, study: optuna.Study,
+                 number: int | None = None) -> optuna.trial.FrozenTrial:
+    """Trial ``number`` of ``study``, which must be COMPLETE; the best trial if None."""
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            raise UnfinishedError(f"study {spec.name!r} has no completed trial yet")
+        return study.best_trial
+    found = [t for t in trials if t.number == number]
+    if not found:
+        raise CommandError(f"study {spec.name!r} has no trial {number} (it has {len(trials)}, "
+                           "numbered from 0)", ExitStatus.BAD_INPUT)
+    if found[0].state != TrialState.COMPLETE:
+        raise CommandError(f"trial {number} of study {spec.name!r} is {found[0].state.name}; "
+                           "expected a COMPLETE trial",
+                           ExitStatus.BAD_INPUT)
+    return found[0]
 
 
-def export_best(spec: StudySpec, out: str | Path, register: bool = False) -> tuple[int, Path]:
-    """Write the best trial's config YAML to ``out`` (atomically); optionally register its
-    model as ``<registered_model>@champion``. Returns the trial number and the path."""
-    study = load_study(spec)
-    trial, config = best_config(spec, study)
-    config.save(out)
+def trial_config(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> RunConfig:
+    """The run config that reproduces ``trial``."""
+    return spec.base_config(loss_config(_params(spec, trial)))
+
+
+def export_best(spec: StudySpec, out: str | Path, register: bool = False,
+                trial: int | None = None) -> tuple[int, Path]:
+    """Write the config YAML of the best trial (or of trial number ``trial``) to ``out``
+    (atomically); optionally register its model as ``<registered_model>@champion``. Returns
+    the trial number and the path."""
+    chosen = chosen_trial(spec, load_study(spec), trial)
+    trial_config(spec, chosen).save(out)
     if register:
-        register_champion(spec, trial)
-    return trial.number, Path(out)
+        register_champion(spec, chosen)
+    return chosen.number, Path(out)
 
 
 def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
@@ -89,7 +108,8 @@ def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
         [tracker.experiment_id],
         filter_string=f"tags.`{ORIGIN}` = '{origin}' and tags.`{ROLE}` = 'trial'", max_results=1)
     if not runs:
-        raise SystemExit(f"no MLflow run for trial {trial.number} of study {spec.name!r}")
+        raise CommandError(f"no MLflow run for trial {trial.number} of study {spec.name!r} in "
+                           f"{hide_password(settings.tracking_uri)}")
     run = runs[0]
     client, name = tracker.client, settings.registered_model
     if not client.search_registered_models(filter_string=f"name = '{name}'"):

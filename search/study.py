@@ -4,11 +4,12 @@ The study is the single source of truth, which is what makes ``--resume`` and se
 drivers safe:
 
 - A driver records a heartbeat for each trial it runs. A RUNNING trial whose heartbeat (or,
-  without one, whose start) is older than ``storage.grace_seconds`` belonged to a dead
-  driver: any driver marks it FAIL and enqueues its parameters again (``retry_of`` = the
-  original trial number), so the retry continues the same trial folder (checkpoint) and
-  MLflow run. A driver that stops on Ctrl-C or an error requeues its own running trials at
-  once; a retry whose enqueueing the database lost is made by the next pass.
+  without one, the first look at it by any driver) is older than ``storage.grace_seconds``
+  belonged to a dead driver: any driver marks it FAIL and enqueues its parameters again
+  (``retry_of`` = the original trial number), so the retry continues the same trial folder
+  (checkpoint) and MLflow run. Heartbeats are timed by the database's clock only. A driver
+  that stops on Ctrl-C or an error requeues its own running trials at once; a retry whose
+  enqueueing the database lost is made by the next pass.
 - A trial *counts* when it is COMPLETE, PRUNED, FAILED for a reason of its own (it raised,
   non-finite loss), RUNNING or WAITING. A new trial is asked for only while fewer than
   ``n_trials`` count; one that another driver made surplus (more than ``n_trials`` counted
@@ -25,7 +26,6 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +50,12 @@ LOG = optuna.logging.get_logger("musicdet")
 class StudyStorage(optuna.storages.RDBStorage):
     """RDB storage with two amendments to Optuna's stale trials (those of dead drivers).
 
-    - A RUNNING trial that never got a heartbeat is stale once it started more than the grace
-      period ago: a driver that dies between creating a trial and its first heartbeat (killed,
-      or its connection dropped in that instant) leaves one, and Optuna alone never expires it.
+    - A RUNNING trial that never got a heartbeat gets one from the first driver that looks
+      for stale trials, so it expires one grace period later like any other: a driver that
+      dies between creating a trial and its first heartbeat (killed, or its connection dropped
+      in that instant) leaves one, and Optuna alone never expires it. Every heartbeat, and
+      the time it is compared with, is the database's clock (Optuna writes and reads them
+      with SQL ``now()``), never a driver's: the drivers' clocks may disagree.
     - A driver never declares its own running trials (``own_trials``) stale, even when its
       heartbeats could not reach the database for longer than the grace period.
     """
@@ -62,20 +65,18 @@ class StudyStorage(optuna.storages.RDBStorage):
         self.own_trials: set[int] = set()  # ids of the trials this process runs and beats
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        return [trial_id for trial_id in self._expired_trial_ids(study_id)
+        for trial_id in self._never_beat(study_id):
+            self.record_heartbeat(trial_id)  # a race with its own first beat is ignored
+        return [trial_id for trial_id in super()._get_stale_trial_ids(study_id)
                 if trial_id not in self.own_trials]
 
-    def _expired_trial_ids(self, study_id: int) -> list[int]:
-        stale = super()._get_stale_trial_ids(study_id)
-        grace = timedelta(seconds=self.grace_period or 2 * (self.heartbeat_interval or 0))
+    def _never_beat(self, study_id: int) -> list[int]:
+        """Ids of the study's RUNNING trials that have no heartbeat."""
         trial = models.TrialModel
         with _create_scoped_session(self.scoped_session) as session:
-            never_beat = [trial_id for (trial_id,) in session.query(trial.trial_id).filter(
+            return [trial_id for (trial_id,) in session.query(trial.trial_id).filter(
                 trial.study_id == study_id, trial.state == TrialState.RUNNING,
                 ~trial.heartbeats.any())]
-        now = datetime.now()
-        return stale + [trial_id for trial_id in never_beat
-                        if now - (self.get_trial(trial_id).datetime_start or now) > grace]
 
 
 def open_storage(url: str, spec: StudySpec) -> StudyStorage:

@@ -7,7 +7,14 @@ from typing import Literal
 
 import pytest
 
-from musicdet.configtools import ConfigError, from_dict, load_config, require, to_dict
+from musicdet.configtools import (
+    ConfigError,
+    from_dict,
+    load_config,
+    require,
+    to_dict,
+    with_overrides,
+)
 
 
 @dataclass
@@ -69,3 +76,23 @@ def test_yaml_is_parsed_safely(tmp_path) -> None:
     path.write_text("name: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(Outer, path)
+
+
+def test_overrides_apply_dotted_keys_as_yaml_and_check_the_rules_again() -> None:
+    config = with_overrides(Outer(), ["inner.rate=2", "count=7", "inner.tags=[a, b]"])
+    assert config == Outer("x", 7, Inner(2.0, "a", ["a", "b"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("inner.rate=-1", "top.inner.rate: `rate > 0` must hold, but got -1.0"),
+        ("name.first=a", "top.name.first: unknown section 'name'"),
+        ("inner.rate", "top.inner.rate: override must look like key.sub=value"),
+        ("inner.speed=1", "top.inner.speed: unknown key; expected one of rate, kind, tags"),
+    ],
+)
+def test_override_errors_name_the_key_under_where(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        with_overrides(Outer(), [override], "top")
+    assert str(info.value) == message

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 from test_detect import save_tiny_model, write_wav
 
 from musicdet.cli import main
@@ -14,6 +15,7 @@ from musicdet.detect import detect_file
 from musicdet.evaluate import (
     FileScores,
     evaluate_model,
+    pool,
     read_labelled,
     score_files,
     summarize_scores,
@@ -50,8 +52,12 @@ def test_evaluate_writes_metrics_and_plots(tmp_path: Path, dataset: Path, model_
     assert (tmp_path / "out" / "roc.png").stat().st_size > 0
     assert (tmp_path / "out" / "scores.png").stat().st_size > 0
     pooled = report["pooled"]
-    assert pooled.keys() >= RANKING and 0.0 <= pooled["auc"] <= 1.0
-    assert pooled["frames"] == sum(f["frames"] for f in report["files"])
+    files = score_files(load_model(model_file), read_labelled("generic", dataset),
+                        FeatureCache(tmp_path / "cache"), progress=False)
+    labels, scores, mask = pool(files)
+    assert pooled.keys() >= RANKING
+    assert pooled["auc"] == pytest.approx(roc_auc_score(labels[mask], scores[mask]), abs=1e-12)
+    assert pooled["frames"] == sum(f["frames"] for f in report["files"]) == int(mask.sum())
     assert [Path(f["audio"]).name for f in report["files"]] == ["a.wav", "b.wav", "c.wav"]
     one_class = report["files"][2]
     assert one_class["music_frames"] == 0 and one_class["auc"] is None
@@ -59,7 +65,25 @@ def test_evaluate_writes_metrics_and_plots(tmp_path: Path, dataset: Path, model_
     assert report["files"][0]["auc"] is not None
     bootstrap = report["bootstrap"]
     assert bootstrap["resampled"] == "files"
-    assert bootstrap["auc_low"] <= bootstrap["auc_high"]
+    low, high, used = naive_file_bootstrap(files, n=50, seed=0)
+    assert bootstrap["replicates"] == used
+    assert (bootstrap["auc_low"], bootstrap["auc_high"]) == pytest.approx((low, high), abs=1e-12)
+
+
+def naive_file_bootstrap(files: list[FileScores], n: int, seed: int) -> tuple[float, float, int]:
+    """95 % percentile interval of sklearn's AUC over ``n`` replicates that draw whole files
+    with replacement (the same draws as `bootstrap_ci`: one ``integers`` call per replicate);
+    replicates without both classes are dropped. Returns (low, high, replicates used)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        drawn = [files[i] for i in rng.integers(0, len(files), len(files))]
+        labels = np.concatenate([f.labels[f.mask] for f in drawn])
+        scores = np.concatenate([f.scores[f.mask] for f in drawn])
+        if 0 < labels.sum() < labels.size:
+            values.append(roc_auc_score(labels, scores))
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high), len(values)
 
 
 def test_evaluate_scores_are_what_detect_writes(tmp_path: Path, dataset: Path, model_file: Path):
@@ -80,6 +104,37 @@ def test_pooled_metrics_match_a_hand_made_case() -> None:
     assert report["pooled"]["auc"] == pytest.approx(15 / 16)  # one of 16 pairs misordered
     assert report["files"][1]["auc"] == 1.0
     assert report["pooled"]["at_model_threshold"]["recall"] == pytest.approx(0.75)
+
+
+def test_recall_and_f1_follow_the_target_precision() -> None:
+    """Pooled frames by descending score: 1 1 1 0 1 0 0 0. Precision 1 keeps the top three
+    (recall 3/4); precision 0.8 reaches the fifth (4 of 5 correct, recall 1)."""
+    labels = np.array([0, 0, 1, 1], dtype=np.float32)
+    mask = np.ones(4, dtype=bool)
+    files = [FileScores(Path("x.wav"), labels, mask, np.array([0.1, 0.4, 0.35, 0.8])),
+             FileScores(Path("y.wav"), labels, mask, np.array([0.2, 0.3, 0.6, 0.9]))]
+    strict = summarize_scores(files, threshold=0.5)
+    loose = summarize_scores(files, threshold=0.5, target_precision=0.8)
+    assert (strict["target_precision"], loose["target_precision"]) == (0.9, 0.8)
+    assert (strict["pooled"]["recall"], strict["pooled"]["threshold"]) == (0.75, 0.6)
+    assert (loose["pooled"]["recall"], loose["pooled"]["threshold"]) == (1.0, 0.35)
+    assert loose["pooled"]["f1"] == pytest.approx(2 * 4 / (5 + 4))
+    assert (strict["pooled"]["target_precision"], loose["pooled"]["target_precision"]) == \
+        (0.9, 0.8)
+
+
+def test_cli_evaluate_target_precision(tmp_path: Path, dataset: Path, model_file: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    args = ["evaluate", str(model_file), "--data", str(dataset), "--out", str(out),
+            "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    assert main([*args, "--target-precision", "0.5"]) == 0
+    assert "at P=0.5\n" in capsys.readouterr().out
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["target_precision"] == report["pooled"]["target_precision"] == 0.5
+    assert main([*args, "--target-precision", "1.5"]) == 2
+    assert capsys.readouterr().err == ("musicdet: error: target_precision: "
+                                       "`0 < target_precision <= 1` must hold, but got 1.5\n")
 
 
 def test_cli_evaluate(tmp_path: Path, dataset: Path, model_file: Path,

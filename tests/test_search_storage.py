@@ -1,7 +1,7 @@
 """Stale trials and retries (SQLite and a real PostgreSQL): a RUNNING trial of a dead driver,
 with or without a first heartbeat, is failed and requeued once the grace period has passed;
 a driver's own trials never are; a retry whose enqueueing was lost is made by the next pass,
-and never twice."""
+and never twice; drivers' clocks play no part (heartbeats are timed by the database)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timedelta
 
 import optuna
 import pytest
+import sqlalchemy
+from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from studyutil import postgres_databases
 
@@ -73,6 +76,27 @@ def test_trials_of_dead_drivers_are_requeued_even_without_a_first_heartbeat(
         optuna.storages.fail_stale_trials(study)  # failed once, requeued once
         requeue_lost(study)
         assert len(study.trials) == 6
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("skew_hours", [-1, 1])
+def test_a_trial_started_by_a_driver_with_a_skewed_clock_expires_after_the_grace_period(
+        kind: str, skew_hours: int, tmp_path) -> None:
+    """Its start time, written by the driver that created it (Optuna uses the driver's local
+    clock there), an hour behind or ahead: neither failed at once nor kept past the grace."""
+    with study_on(kind, tmp_path) as (study, storage):
+        (never_beat,) = ask(study, 1)
+        skewed = datetime.now() + timedelta(hours=skew_hours)
+        with storage.engine.begin() as connection:
+            connection.execute(sqlalchemy.update(models.TrialModel).where(
+                models.TrialModel.trial_id == never_beat._trial_id).values(datetime_start=skewed))
+
+        optuna.storages.fail_stale_trials(study)
+        assert study.trials[0].state == TrialState.RUNNING
+        time.sleep(GRACE + 1.5)
+        optuna.storages.fail_stale_trials(study)
+        assert study.trials[0].state == TrialState.FAIL
+        assert retries(study) == {0: [never_beat.params]}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
