@@ -20,7 +20,6 @@ from .errors import EPILOG, CommandError, ExitStatus, report
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .modelfile import Detector
 
 PROG = "musicdet"
 
@@ -125,19 +124,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
     audacity and rttm music only.
     """
     from .detect import Smoothing, detect
-    from .evaluate import resolve_device
-    from .modelfile import load_model
-
     smoothing = Smoothing(
         median_seconds=args.median, threshold=args.threshold,
         low_threshold=args.low_threshold, min_music=args.min_music,
         min_non_music=args.min_non_music,
     )
-    detector = load_model(args.model, resolve_device(args.device))
     failures = detect(
-        detector, args.audio, args.out, smoothing=smoothing, segment_format=args.format,
+        args.model, args.audio, args.out, smoothing=smoothing, segment_format=args.format,
         frame_scores=args.frame_scores, block_seconds=args.block_seconds,
-        skip_bad=args.skip_bad, progress=not args.quiet,
+        skip_bad=args.skip_bad, device=args.device, progress=not args.quiet,
     )
     return _report_failures(failures)
 
@@ -150,19 +145,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     """
     from .modelfile import load_model
 
-    print("\n".join(format_sections(describe(load_model(args.model)))))
+    print("\n".join(format_sections(load_model(args.model).describe())))
     return 0
-
-
-def describe(detector: Detector) -> dict[str, Any]:
-    """The model's own description (sections of key: value), or its config and metrics."""
-    if hasattr(detector, "describe"):
-        return detector.describe()
-    chosen = detector.metrics.get("val_threshold") is not None
-    rule = ("the highest-recall validation threshold at precision 0.90" if chosen else
-            "0.5: validation never reached precision 0.90")
-    return {**detector.config.to_dict(), "validation": detector.metrics,
-            "threshold": {"value": detector.threshold, "rule": rule}}
 
 
 def format_sections(sections: Mapping[str, Any], indent: int = 0) -> list[str]:

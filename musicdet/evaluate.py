@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from .configtools import ConfigError, require
+from .configtools import require
 from .datasets import LabelledAudio, read_dataset
+from .detect import median_smooth, seconds_to_frames
+from .devices import choose_device
 from .examples import load_example
 from .features import FeatureCache
 from .fsutil import write_text
@@ -76,20 +77,27 @@ def pool(files: Sequence[FileScores]) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def summarize_scores(
     files: Sequence[FileScores], threshold: float, bootstrap: int = 0, seed: int = 0,
-    target_precision: float = 0.90,
+    target_precision: float = 0.90, median_frames: int = 0,
 ) -> dict[str, Any]:
     """Pooled and per-file metrics (JSON-ready), recall / F1 at ``target_precision``; with
     ``bootstrap`` > 0 replicates, AUC and EER confidence intervals (95 %) resampling whole
-    files."""
+    files.
+
+    The metrics at the model's ``threshold`` are those of detect's decisions: each file's
+    probabilities median-filtered over ``median_frames`` frames first, as detect does.
+    """
     if not files:
         raise ValueError("data: no labelled files to evaluate; expected at least one")
     labels, scores, mask = pool(files)
+    smoothed = [median_smooth(f.scores, median_frames) for f in files]
     measure = partial(_metrics, threshold=threshold, target_precision=target_precision)
     report: dict[str, Any] = {
         "model_threshold": threshold,
+        "model_threshold_median_frames": median_frames,
         "target_precision": target_precision,
-        "pooled": measure(labels, scores, mask, pooled=True),
-        "files": [{"audio": str(f.audio), **measure(f.labels, f.scores, f.mask)} for f in files],
+        "pooled": measure(labels, scores, mask, np.concatenate(smoothed), pooled=True),
+        "files": [{"audio": str(f.audio), **measure(f.labels, f.scores, f.mask, s)}
+                  for f, s in zip(files, smoothed, strict=True)],
     }
     if bootstrap > 0:
         groups = np.concatenate([np.full(len(f.labels), i) for i, f in enumerate(files)])
@@ -121,7 +129,7 @@ def evaluate_model(
     require(0.0 < target_precision <= 1.0, "target_precision", "0 < target_precision <= 1",
             target_precision)
     detector = model if isinstance(model, Detector) else load_model(model)
-    detector.model.to(resolve_device(device))
+    detector.model.to(choose_device(device))
     items = read_labelled(format, data, detector.config.data.label_map or None,
                           **dict(options or {}))
     files = score_files(detector, items, FeatureCache(cache_dir), progress)
@@ -129,7 +137,8 @@ def evaluate_model(
         "model": str(model) if not isinstance(model, Detector) else None,
         "data": str(data),
         "format": format,
-        **summarize_scores(files, detector.threshold, bootstrap, seed, target_precision),
+        **summarize_scores(files, detector.threshold, bootstrap, seed, target_precision,
+                           median_frames(detector)),
     }
     out = Path(out_dir)
     write_text(out / METRICS_FILE, json.dumps(report, indent=2) + "\n")
@@ -140,24 +149,19 @@ def evaluate_model(
     return report
 
 
-def resolve_device(choice: str, key: str = "device") -> torch.device:
-    """The torch device for ``choice``: cpu, cuda, or auto (cuda if a GPU is there, else cpu);
-    cuda without a GPU is a `ConfigError` naming ``key``."""
-    require(choice in ("auto", "cpu", "cuda"), key, "device in (auto, cpu, cuda)", choice)
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(key, "cuda was asked for but no GPU is available; expected auto or "
-                               "cpu on this machine")
-    return torch.device(choice)
+def median_frames(detector: Detector) -> int:
+    """Frames of the median filter the model's default threshold was chosen after."""
+    return seconds_to_frames(detector.default_point.median_seconds,
+                             detector.config.features.hop_seconds)
 
 
 def _metrics(
-    labels: np.ndarray, scores: np.ndarray, mask: np.ndarray, threshold: float,
-    target_precision: float, pooled: bool = False,
+    labels: np.ndarray, scores: np.ndarray, mask: np.ndarray, smoothed: np.ndarray,
+    threshold: float, target_precision: float, pooled: bool = False,
 ) -> dict[str, Any]:
     """Frame counts, ranking metrics at ``target_precision`` (None where a class is missing,
-    except when pooled: then that is an error) and the metrics at the model's threshold."""
+    except when pooled: then that is an error) and the metrics of the ``smoothed`` scores at
+    the model's threshold."""
     kept = labels[mask]
     music = int(kept.sum())
     counts = {"frames": int(kept.size), "music_frames": music}
@@ -167,5 +171,5 @@ def _metrics(
         ranking = evaluate(labels, scores, mask, target_precision)
     else:
         ranking = dict.fromkeys(RANKING_KEYS)
-    return counts | ranking | {"at_model_threshold": threshold_metrics(labels, scores,
+    return counts | ranking | {"at_model_threshold": threshold_metrics(labels, smoothed,
                                                                       threshold, mask)}

@@ -68,7 +68,7 @@ def test_dropped_connections_reconnect_or_stop_clearly_and_resume_completes(
         if driver.returncode != 0:  # it stopped, saying why in one line, and resumes
             assert "Traceback" not in err, err
             assert err.strip().splitlines()[-1].startswith(
-                "musicdet-search: lost the connection to the study's database ("), err
+                "musicdet-search: error: lost the connection to the study's database ("), err
             assert driver.returncode == 4
             resumed = start_driver(path, "--resume", "--num-cpus", "2", cwd=tmp_path)
             out, err = resumed.communicate(timeout=400)

@@ -124,7 +124,7 @@ def test_skip_bad_writes_the_good_files_reports_the_bad_one_and_fails(
     assert outcome.err.splitlines() == [
         f"musicdet: skipped {bad}: truncated: the header declares 32000 bytes of samples, "
         "the file holds 15978; expected a complete file (copy or re-encode it again)",
-        "musicdet: 1 file(s) failed",
+        "musicdet: error: 1 file(s) failed",
     ]
     assert sorted(p.name for p in out.iterdir()) == ["a.npy", "c.npy"]
     assert temp_files(tmp_path) == []
