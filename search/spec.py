@@ -117,10 +117,6 @@ class SpaceSpec:
         require(self._band_holds(), "alpha",
                 f"alpha + {MIN_BAND} <= beta for every sampled pair", (self.alpha, self.beta))
 
-    def fixed(self) -> dict[str, float]:
-        """Parameters given as one value (not sampled)."""
-        return {f.name: v for f in fields(self) if isinstance(v := getattr(self, f.name), float)}
-
     def dependent(self) -> Literal["alpha", "beta"] | None:
         """The one of α, β whose range follows the other's value: β if it is a float range,
         else α if it is one, else neither (then every pair of their values is valid)."""
