@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,16 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from .configtools import from_dict, require
 
 LossType = Literal["ce", "aauc", "apauc", "aaucsum"]
-LOSS_TYPES: tuple[str, ...] = ("ce", "aauc", "apauc", "aaucsum")
+LOSS_TYPES: tuple[LossType, ...] = get_args(LossType)
+LOSS_PARAMS: dict[LossType, tuple[str, ...]] = {
+    "ce": (),
+    "aauc": ("delta",),
+    "apauc": ("alpha", "beta", "delta"),
+    "aaucsum": ("gamma", "lam", "delta"),
+}
+"""The parameters each loss type uses (the others are inactive), in the order they are sampled."""
+AUC_FAMILY: tuple[LossType, ...] = tuple(t for t in LOSS_TYPES if t != "ce")
+"""Losses whose values are 1 − (relaxed, partial) AUC; cross entropy is in nats."""
 CHUNK_ELEMENTS = 1 << 21  # pair buffer (floats): 8 MiB in float32; 2 threads were 1.4× faster
 # here than with 2 MiB chunks (per-op thread start-up amortised), 1 thread unchanged
 _RANK_TOLERANCE = 1e-9  # α·N⁻ within this of an integer counts as that integer
@@ -67,9 +76,7 @@ class LossConfig:
 
     def active_params(self) -> dict[str, float]:
         """The parameters this loss type uses (the others are logged as "NA")."""
-        names = {"ce": (), "aauc": ("delta",), "apauc": ("alpha", "beta", "delta"),
-                 "aaucsum": ("gamma", "lam", "delta")}[self.type]
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in LOSS_PARAMS[self.type]}
 
     def bands(self) -> tuple[tuple[float, float, float], ...]:
         """(α, β, weight) of each apAUC term; the loss is Σ weight · (1 − A(α, β)).

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,7 +28,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from musicdet.config import RunConfig
+from musicdet.config import METRIC_DIRECTIONS
 from musicdet.train import prepare_data
 
 from .space import describe, logged_params, sample
@@ -47,7 +47,7 @@ from .study import (
     tally,
     trial_origin,
 )
-from .tracking import ORIGIN, StudyTracker, load_settings
+from .tracking import ORIGIN, StudyTracker, study_settings
 from .trainable import (
     FAILED,
     NODE_ID,
@@ -220,11 +220,12 @@ class StudySearcher(OptunaSearch):
 class TrackingCallback(tune.Callback):
     """Streams trial results (on the driver) to MLflow and prints one line per finished trial."""
 
-    def __init__(self, tracker: StudyTracker, parent_id: str, workdir: Path, epochs: int,
-                 n_trials: int, progress: bool, lost: DeferredLoss) -> None:
+    def __init__(self, tracker: StudyTracker, parent_id: str, workdir: Path, metric: str,
+                 epochs: int, n_trials: int, progress: bool, lost: DeferredLoss) -> None:
         self.tracker, self.parent_id, self.workdir = tracker, parent_id, workdir
         self.lost = lost
-        self.epochs, self.n_trials, self.progress = epochs, n_trials, progress
+        self.metric, self.epochs, self.n_trials = metric, epochs, n_trials
+        self.progress = progress
         self.runs: dict[str, str] = {}
         self.finished = 0
         self.best: tuple[float, int] | None = None
@@ -281,10 +282,10 @@ class TrackingCallback(tune.Callback):
         run_id = self.runs.pop(trial.trial_id, None)
         folder = trial_dir(self.workdir, trial.config["origin"])
         if not (folder / "roc.png").exists():
-            write_trial_plots(folder)
+            write_trial_plots(folder, self.metric)
         if run_id is not None:
-            self.tracker.finish_trial(run_id, status, _best_summary(folder), folder, reason,
-                                      worker_info(folder).get(NODE_ID))
+            self.tracker.finish_trial(run_id, status, best_summary(folder, self.metric), folder,
+                                      reason, worker_info(folder).get(NODE_ID))
         self.finished += 1
         self._print(trial, status, reason)
 
@@ -292,8 +293,9 @@ class TrackingCallback(tune.Callback):
         if not self.progress:  # the stream itself is not kept: Ray pickles callbacks
             return
         objective = (trial.last_result or {}).get(OBJECTIVE, math.nan)
+        sign = 1.0 if METRIC_DIRECTIONS[self.metric] == "maximize" else -1.0
         if status != "FAILED" and not math.isnan(objective) and (
-                self.best is None or objective > self.best[0]):
+                self.best is None or sign * objective > sign * self.best[0]):
             self.best = (objective, trial.config["trial_number"])
         detail = reason.strip().splitlines()[-1][:120] if reason else f"{OBJECTIVE} {objective:.4f}"
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else ""
@@ -301,7 +303,7 @@ class TrackingCallback(tune.Callback):
               f"{describe(trial.config)}: {status} {detail}  {best}", flush=True)
 
 
-def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
+def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path, metric: str,
                       epochs: int) -> int:
     """End the MLflow runs of finished trials that a killed driver left open; how many.
 
@@ -316,7 +318,7 @@ def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
         if status is None:
             continue
         folder = trial_dir(workdir, int(run.data.tags[ORIGIN]))
-        tracker.finish_trial(run.info.run_id, status, _best_summary(folder), folder,
+        tracker.finish_trial(run.info.run_id, status, best_summary(folder, metric), folder,
                              trial.user_attrs.get(FAIL_REASON), trial.user_attrs.get(RAY_NODE))
         closed += 1
     return closed
@@ -333,9 +335,10 @@ def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
     return None
 
 
-def _best_summary(folder: Path) -> dict[str, float]:
-    """Metrics of the epoch with the best validation AUC (from the trial's history.json)."""
-    best = best_epoch(folder)
+def best_summary(folder: Path, metric: str) -> dict[str, float]:
+    """Metrics of the trial's best epoch by ``metric`` (the one its model.pt holds), from its
+    history.json: MLflow logs them as best_*."""
+    best = best_epoch(epoch_history(folder), metric)
     return {**_epoch_metrics(best), "epoch": best["epoch"]} if best else {}
 
 
@@ -359,20 +362,12 @@ class StudyResult:
     experiment_id: str
 
 
-def dispatch_config(spec: StudySpec) -> RunConfig:
-    """The base config with absolute data paths (Ray workers run in other folders)."""
-    data = spec.data
-    absolute = replace(data, cache_dir=str(Path(data.cache_dir).resolve()),
-                       path=str(Path(data.path).resolve()) if data.path else None)
-    return replace(spec.base_config(), data=absolute)
-
-
 def scheduler(spec: StudySpec) -> TrialScheduler:
     """ASHA, median stopping or none, on the per-epoch objective."""
     mode, pruner = spec.search.objective.mode, spec.pruner
     if pruner.type == "asha":
         return ASHAScheduler(time_attr="epoch", metric=OBJECTIVE, mode=mode,
-                             max_t=spec.training.epochs, grace_period=pruner.grace_epochs,
+                             max_t=spec.base.training.epochs, grace_period=pruner.grace_epochs,
                              reduction_factor=pruner.reduction_factor)
     if pruner.type == "median":
         return MedianStoppingRule(time_attr="epoch", metric=OBJECTIVE, mode=mode,
@@ -414,7 +409,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
               on_start: Callable[[optuna.Study], None] | None = None) -> StudyResult:
     """Run (or resume, or join) ``spec``'s study until it holds n_trials finished trials."""
     started = time.perf_counter()
-    settings = load_settings(spec.mlflow)
+    settings = study_settings(spec)
     storage = open_storage(spec.storage_url, spec)
     tracker = StudyTracker(settings, spec.name)
     study = open_study(spec, storage, resume,
@@ -425,11 +420,11 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
     todo = spec.search.n_trials - tally(study.get_trials(deepcopy=False)).finished  # type: ignore[operator]
     _say(out, f"study {spec.name}: {spec.search.n_trials - todo} of {spec.search.n_trials} "
               f"trials finished; storage {hide_password(spec.storage_url)}")
-    workdir, epochs = spec.workdir.resolve(), spec.training.epochs
-    close_orphan_runs(study, tracker, workdir, epochs)
+    workdir, metric, epochs = spec.workdir, spec.search.objective.metric, spec.base.training.epochs
+    close_orphan_runs(study, tracker, workdir, metric, epochs)
     if todo > 0:
         _dispatch(spec, study, storage, tracker, parent_id, address, num_cpus, out)
-        close_orphan_runs(study, tracker, workdir, epochs)
+        close_orphan_runs(study, tracker, workdir, metric, epochs)
     tracker.summarise(parent_id, study, spec.workdir / "summary")
     final = tally(study.get_trials(deepcopy=False))
     if final.finished >= spec.search.n_trials and not final.running:  # type: ignore[operator]
@@ -444,21 +439,20 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
               tracker: StudyTracker, parent_id: str, address: str | None,
               num_cpus: int | None, out: TextIO | None) -> None:
     """One Tuner session over the study; on any exit this driver's live trials are requeued."""
-    config = dispatch_config(spec)
+    config = spec.base_config()
     data = prepare_data(config, progress=out is not None)
     started_ray = connect_ray(address, num_cpus)
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
-    workdir = spec.workdir.resolve()
+    workdir = spec.workdir
     lost = DeferredLoss()
     searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir,
                              lost=lost)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir),
-                             metric=spec.search.objective.metric,
-                             mode=spec.search.objective.mode, data=data),
+        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
-    callback = TrackingCallback(tracker, parent_id, workdir, spec.training.epochs,
+    callback = TrackingCallback(tracker, parent_id, workdir, spec.search.objective.metric,
+                                spec.base.training.epochs,
                                 int(spec.search.n_trials or 0), out is not None, lost)
     tuner = tune.Tuner(
         trainable,

@@ -1,8 +1,13 @@
 """The define-by-run Optuna space: the loss type first, then only that loss's parameters.
 
-ce: none; aauc: δ; apauc: α, β (α < β), δ; aaucsum: γ, λ, δ. A parameter given as one value
-in the spec is fixed (returned, not sampled). Grid studies sample from categorical
-distributions built from the grid and get their points enqueued, once each.
+ce: none; aauc: δ; apauc: α, β (α < β), δ; aaucsum: γ, λ, δ (`musicdet.losses.LOSS_PARAMS`).
+A parameter given as one value in the spec is fixed (returned, not sampled). Every parameter
+has the same distribution in every trial, as multivariate TPE needs (its group decomposition
+keeps the first distribution it sees): α < β holds because the dependent one of them (β, or α
+when β is discrete; `SpaceSpec.dependent`) is sampled as ``<name>_fraction`` in [0, 1], its
+position in the range the other one leaves it. The value itself is the trial's user attribute
+and what MLflow logs. Grid studies sample from categorical distributions built from the grid
+and get their points enqueued, once each.
 """
 
 from __future__ import annotations
@@ -12,54 +17,41 @@ from typing import Any
 
 import optuna
 
-from musicdet.losses import LossConfig
+from musicdet.losses import LOSS_PARAMS, LossConfig
 
-from .spec import LOSS_PARAMS, MIN_BAND, Param, ParamRange, SearchSpec, SpaceSpec
+from .spec import ParamRange, SearchSpec, SpaceSpec
 
 LOSS = "loss"
 """Optuna parameter name of the loss type."""
+FRACTION = "_fraction"
+"""Suffix of the Optuna parameter that places the dependent one of α, β in its free range."""
 PARAM_NAMES = tuple(f.name for f in fields(SpaceSpec))
 INACTIVE = "NA"
 
 
 def sample(trial: optuna.Trial, search: SearchSpec) -> dict[str, Any]:
     """Sample one loss configuration: ``{"loss": type, <that type's parameters>}``."""
-    space = _grid_space(search) if search.grid is not None else search.space
-    losses = _grid_losses(search) if search.grid is not None else search.losses
+    space = _space(search)
+    losses = search.loss_types()
     loss = losses[0] if len(losses) == 1 else trial.suggest_categorical(LOSS, losses)
-    params: dict[str, Any] = {LOSS: loss}
-    names = LOSS_PARAMS[loss]
-    if loss == "apauc" and _beta_first(space):
-        names = ("beta", "alpha", "delta")
-    for name in names:
-        params[name] = _suggest(trial, name, getattr(space, name), params)
+    dependent = space.dependent()
+    for name in LOSS_PARAMS[loss]:
+        param = getattr(space, name)
+        if name == dependent:
+            trial.suggest_float(f"{name}{FRACTION}", 0.0, 1.0)
+        elif isinstance(param, ParamRange) and param.choices is not None:
+            trial.suggest_categorical(name, sorted(set(param.choices)))
+        elif isinstance(param, ParamRange):
+            trial.suggest_float(name, float(param.low), float(param.high),  # type: ignore[arg-type]
+                                log=param.log)
+    params = complete_params(search, trial.params)
+    if dependent in params:
+        trial.set_user_attr(dependent, params[dependent])
     return params
 
 
-def _beta_first(space: SpaceSpec) -> bool:
-    """β is chosen before α when β is fixed or categorical and α a range (α's range shrinks)."""
-    beta_range = isinstance(space.beta, ParamRange) and space.beta.choices is None
-    alpha_range = isinstance(space.alpha, ParamRange) and space.alpha.choices is None
-    return alpha_range and not beta_range
-
-
-def _suggest(trial: optuna.Trial, name: str, param: Param, chosen: dict[str, Any]) -> float:
-    """One value of ``param``; a range shrinks so that α < β holds with what is ``chosen``."""
-    if isinstance(param, float):
-        return param
-    if param.choices is not None:
-        return trial.suggest_categorical(name, sorted(set(param.choices)))
-    low, high = float(param.low), float(param.high)  # type: ignore[arg-type]
-    if name == "beta" and "alpha" in chosen:
-        low = max(low, chosen["alpha"] + MIN_BAND)
-    if name == "alpha" and "beta" in chosen:
-        high = min(high, chosen["beta"] - MIN_BAND)
-    return trial.suggest_float(name, low, high, log=param.log)
-
-
-def _grid_losses(search: SearchSpec) -> list[str]:
-    assert search.grid is not None
-    return list(dict.fromkeys(loss.type for loss in search.grid))
+def _space(search: SearchSpec) -> SpaceSpec:
+    return _grid_space(search) if search.grid is not None else search.space
 
 
 def _grid_space(search: SearchSpec) -> SpaceSpec:
@@ -79,7 +71,7 @@ def _grid_space(search: SearchSpec) -> SpaceSpec:
 def grid_points(search: SearchSpec) -> list[dict[str, Any]]:
     """The grid's configurations as Optuna parameter dicts, in spec order (for enqueue_trial)."""
     assert search.grid is not None
-    space, multi_loss = _grid_space(search), len(_grid_losses(search)) > 1
+    space, multi_loss = _grid_space(search), len(search.loss_types()) > 1
     points = []
     for loss in search.grid:
         point: dict[str, Any] = {LOSS: loss.type} if multi_loss else {}
@@ -91,10 +83,22 @@ def grid_points(search: SearchSpec) -> list[dict[str, Any]]:
 
 
 def complete_params(search: SearchSpec, sampled: dict[str, Any]) -> dict[str, Any]:
-    """An Optuna trial's params plus what was not sampled (fixed values, a single loss type)."""
-    space = _grid_space(search) if search.grid is not None else search.space
-    losses = _grid_losses(search) if search.grid is not None else search.losses
-    return {LOSS: losses[0], **space.fixed(), **sampled}
+    """The configuration an Optuna trial's params stand for: its loss type and that type's
+    parameters (fixed values filled in, α or β computed from its fraction)."""
+    space = _space(search)
+    loss = sampled.get(LOSS, search.loss_types()[0])
+    params = {LOSS: loss, **{name: sampled.get(name, getattr(space, name))
+                             for name in LOSS_PARAMS[loss]}}
+    dependent = space.dependent()
+    if f"{dependent}{FRACTION}" in sampled:
+        assert dependent is not None
+        other = params["alpha" if dependent == "beta" else "beta"]
+        low, high = space.free_range(dependent, other)
+        fraction = sampled[f"{dependent}{FRACTION}"]
+        value = low * (high / low) ** fraction if getattr(space, dependent).log else \
+            low + fraction * (high - low)
+        params[dependent] = min(high, max(low, value))  # no rounding past the range's ends
+    return params
 
 
 def loss_config(params: dict[str, Any]) -> LossConfig:

@@ -2,21 +2,28 @@
 
 ```yaml
 name: smoke                      # study name: Optuna study, MLflow experiment, runs/<name>/
-seed: 0                          # base RunConfig (everything but the loss) ...
-data: {synth_hours: 0.05}
-model: {hidden_size: 32}
-training: {epochs: 3}
-search:                          # ... and the loss search over it
+base:                            # the run config every trial trains (musicdet train --config),
+  seed: 0                        # all but the loss, which the study searches
+  data: {synth_hours: 0.05}
+  model: {hidden_size: 32}
+  training: {epochs: 3}
+search:
   sampler: tpe                   # tpe | random | grid
   n_trials: 6
   losses: [ce, aauc, apauc, aaucsum]
   space: {delta: 10.0, lam: {low: 1.0e-4, high: 1.0, log: true}}
+  objective: {metric: val_auc}   # its direction is the metric's own (maximize here)
 pruner: {type: asha, grace_epochs: 1}
 resources: {cpus: 1, max_concurrent: 2}
 storage: {url: postgresql://user@host/db}   # default sqlite under runs/<name>/
 mlflow: {tracking_uri: postgresql://user@host/mlflow}   # overrides mlflow.yaml
 ```
 Every error is one line ``FILE: key: rule, got value``.
+
+Relative paths (``runs/``, ``mlflow.yaml``, ``storage.workdir``, a ``sqlite:///`` file, the
+MLflow artifact location, ``base.data.path`` and ``cache_dir``) resolve against the study's
+*root*, never the current directory: the nearest folder holding ``mlflow.yaml``, from the spec
+file's folder upward, else the spec file's folder (``root:`` sets it, relative to the spec file).
 
 Database passwords: leave them out of the URL and libpq (under psycopg) takes them from the
 environment, ``PGPASSWORD`` or ``~/.pgpass``, so the spec holds no secret. A URL that does hold
@@ -28,30 +35,24 @@ The study ``name`` names folders and the MLflow experiment, so it cannot hold a 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy.engine
 import sqlalchemy.exc
 
-from musicdet.config import DataConfig, RunConfig, TrainingConfig
-from musicdet.configtools import ConfigError, from_dict, load_yaml, require, to_dict
-from musicdet.features import FeatureConfig
-from musicdet.losses import LossConfig
-from musicdet.model import ModelConfig
+from musicdet.config import METRIC_DIRECTIONS, RunConfig
+from musicdet.configtools import ConfigError, from_dict, load_yaml, require
+from musicdet.configtools import to_dict as config_to_dict
+from musicdet.losses import AUC_FAMILY, LOSS_PARAMS, LOSS_TYPES, LossConfig
 
-LOSS_TYPES = ("ce", "aauc", "apauc", "aaucsum")
-LOSS_PARAMS: dict[str, tuple[str, ...]] = {
-    "ce": (),
-    "aauc": ("delta",),
-    "apauc": ("alpha", "beta", "delta"),
-    "aaucsum": ("gamma", "lam", "delta"),
-}
-"""The parameters each loss type uses, in the order they are sampled."""
-OBJECTIVE_METRICS = ("val_auc", "val_eer", "val_loss", "val_recall", "val_f1", "train_loss")
+LOSS_METRICS = ("train_loss", "val_loss")
+"""Objectives in the units of the trial's own loss."""
 MIN_BAND = 0.01
 """Smallest β − α sampled: an apAUC band keeps at least 1 % of the negatives."""
+SETTINGS_FILE = "mlflow.yaml"
+"""MLflow settings at the study's root; the folder holding it is the root."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = ("name is 1-64 letters, digits, '_', '.', '-', starting with a letter or digit "
              "(it names folders: no '/' or '..')")
@@ -96,7 +97,12 @@ Param = float | ParamRange
 
 @dataclass
 class SpaceSpec:
-    """Where each loss parameter is sampled (paper symbols: α, β, γ, λ, δ)."""
+    """Where each loss parameter is sampled (paper symbols: α, β, γ, λ, δ).
+
+    Every value a parameter can take must pass `LossConfig`'s rule for it, and every sampled
+    apAUC pair keeps a band of at least `MIN_BAND`: the dependent one of α, β (see
+    `dependent`) is sampled within the range the other leaves it (`free_range`).
+    """
 
     alpha: Param = field(default_factory=lambda: ParamRange(low=0.0, high=0.5))
     beta: Param = field(default_factory=lambda: ParamRange(low=0.25, high=1.0))
@@ -105,30 +111,45 @@ class SpaceSpec:
     delta: Param = 10.0
 
     def __post_init__(self) -> None:
-        alpha, beta = _bounds(self.alpha), _bounds(self.beta)
-        require(alpha[0] >= 0, "alpha", "alpha >= 0", self.alpha)
-        require(beta[1] <= 1, "beta", "beta <= 1", self.beta)
-        require(_alpha_below_beta(self.alpha, self.beta), "alpha",
-                f"alpha < beta for every sampled pair (bands of at least {MIN_BAND})",
-                (self.alpha, self.beta))
-        gamma = _bounds(self.gamma)
-        require(gamma[0] > 0 and gamma[1] < 1, "gamma", "0 < gamma < 1", self.gamma)
-        require(_bounds(self.lam)[0] >= 0, "lam", "lam >= 0", self.lam)
-        require(_bounds(self.delta)[0] > 0, "delta", "delta > 0", self.delta)
+        for f in fields(self):
+            for value in _bounds(getattr(self, f.name)):
+                check_loss_param(f.name, value)
+        require(self._band_holds(), "alpha",
+                f"alpha + {MIN_BAND} <= beta for every sampled pair", (self.alpha, self.beta))
 
-    def fixed(self) -> dict[str, float]:
-        """Parameters given as one value (not sampled)."""
-        return {f.name: v for f in fields(self) if isinstance(v := getattr(self, f.name), float)}
+    def dependent(self) -> Literal["alpha", "beta"] | None:
+        """The one of α, β whose range follows the other's value: β if it is a float range,
+        else α if it is one, else neither (then every pair of their values is valid)."""
+        return next((name for name in ("beta", "alpha") if _is_range(getattr(self, name))), None)
+
+    def free_range(self, name: Literal["alpha", "beta"], other: float) -> tuple[float, float]:
+        """The part of ``name``'s range that keeps a band of `MIN_BAND` with the other's value."""
+        low, high = _bounds(getattr(self, name))
+        return (max(low, other + MIN_BAND), high) if name == "beta" else \
+            (low, min(high, other - MIN_BAND))
+
+    def _band_holds(self) -> bool:
+        """Whether every value of the independent parameter leaves the dependent one a range."""
+        dependent = self.dependent()
+        if dependent is None:
+            return _bounds(self.alpha)[1] + MIN_BAND <= _bounds(self.beta)[0]
+        other = _bounds(self.alpha)[1] if dependent == "beta" else _bounds(self.beta)[0]
+        low, high = self.free_range(dependent, other)
+        return low <= high
 
 
-def _alpha_below_beta(alpha: Param, beta: Param) -> bool:
-    """Whether sampling (see search.space) always gives α < β with a band of MIN_BAND."""
-    alpha_low, alpha_high = _bounds(alpha)
-    if isinstance(beta, ParamRange) and beta.choices is None:  # β's low follows α
-        return alpha_high + MIN_BAND <= float(beta.high)  # type: ignore[arg-type]
-    if isinstance(alpha, ParamRange) and alpha.choices is None:  # α's high follows β
-        return alpha_low + MIN_BAND <= _bounds(beta)[0]
-    return alpha_high < _bounds(beta)[0]
+def check_loss_param(name: str, value: float) -> None:
+    """Raise `ConfigError` naming ``name`` unless `LossConfig` accepts ``value`` for it (with
+    the defaults of the other parameters) in the first loss type that uses it."""
+    loss_type = next(t for t, names in LOSS_PARAMS.items() if name in names)
+    try:
+        LossConfig(type=loss_type, **{name: value})
+    except ConfigError as error:
+        raise ConfigError(name, error.message) from None
+
+
+def _is_range(param: Param) -> bool:
+    return isinstance(param, ParamRange) and param.choices is None
 
 
 def _bounds(param: Param) -> tuple[float, float]:
@@ -137,14 +158,19 @@ def _bounds(param: Param) -> tuple[float, float]:
 
 @dataclass
 class ObjectiveSpec:
-    """What a trial is ranked by: the best value of ``metric`` over its epochs."""
+    """What a trial is ranked by: the best value of ``metric`` over its epochs, in the one
+    direction the metric improves in (`METRIC_DIRECTIONS`; ``direction`` may repeat it)."""
 
     metric: str = "val_auc"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Literal["maximize", "minimize"] | None = None
 
     def __post_init__(self) -> None:
-        require(self.metric in OBJECTIVE_METRICS, "metric",
-                f"metric in {{{', '.join(OBJECTIVE_METRICS)}}}", self.metric)
+        require(self.metric in METRIC_DIRECTIONS, "metric",
+                f"metric in {{{', '.join(METRIC_DIRECTIONS)}}}", self.metric)
+        expected = METRIC_DIRECTIONS[self.metric]
+        require(self.direction in (None, expected), "direction",
+                f"direction == {expected} for {self.metric} (or leave it out)", self.direction)
+        self.direction = expected
 
     @property
     def mode(self) -> Literal["max", "min"]:
@@ -174,13 +200,22 @@ class SearchSpec:
                 "grid is given exactly when sampler is grid", self.sampler)
         if self.grid is not None:
             require(len(self.grid) > 0, "grid", "grid is not empty", self.grid)
-            for i, loss in enumerate(self.grid):
-                check_loss(loss, f"grid[{i}]")
             self.n_trials = len(self.grid) if self.n_trials is None else self.n_trials
             require(self.n_trials == len(self.grid), "n_trials",
                     "n_trials == number of grid entries", (self.n_trials, len(self.grid)))
         self.n_trials = 20 if self.n_trials is None else self.n_trials
         require(self.n_trials >= 1, "n_trials", "n_trials >= 1", self.n_trials)
+        types = set(self.loss_types())
+        require(self.objective.metric not in LOSS_METRICS or not (
+            "ce" in types and types & set(AUC_FAMILY)), "objective.metric",
+            "a loss objective (train_loss, val_loss) only in a study without both ce and "
+            "the AUC family (their losses have different units)", self.objective.metric)
+
+    def loss_types(self) -> list[str]:
+        """The loss types the study trains, in spec order (the grid's, for a grid)."""
+        if self.grid is not None:
+            return list(dict.fromkeys(loss.type for loss in self.grid))
+        return self.losses
 
 
 @dataclass
@@ -247,11 +282,8 @@ class StudySpec:
     """A whole study: the base run config (all but the loss) and how to search the loss."""
 
     name: str
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
+    root: str | None = None  # default (load_spec): see the module docstring; else the cwd
+    base: RunConfig = field(default_factory=RunConfig)
     search: SearchSpec = field(default_factory=SearchSpec)
     pruner: PrunerSpec = field(default_factory=PrunerSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
@@ -260,34 +292,44 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         require(bool(NAME_PATTERN.fullmatch(self.name)), "name", NAME_RULE, self.name)
-        self.base_config()  # model/feature consistency, checked now rather than in a worker
+        self.root = str(Path(self.root or ".").resolve())
+
+    def resolve(self, path: str | Path) -> Path:
+        """``path`` relative to the study's root (an absolute path is kept)."""
+        return Path(self.root or ".") / path
+
+    def resolve_url(self, url: str) -> str:
+        """A ``sqlite:///relative.db`` URL made absolute against the root; others unchanged."""
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return f"sqlite:///{self.resolve(url.removeprefix('sqlite:///'))}"
+        return url
 
     @property
     def workdir(self) -> Path:
-        return Path(self.storage.workdir or f"runs/{self.name}")
+        return self.resolve(self.storage.workdir or f"runs/{self.name}")
 
     @property
     def storage_url(self) -> str:
-        return self.storage.url or f"sqlite:///{self.workdir / 'optuna.db'}"
+        return self.resolve_url(self.storage.url or f"sqlite:///{self.workdir / 'optuna.db'}")
+
+    def existing_storage_url(self) -> str:
+        """`storage_url` for a verb that only reads the study (status, best, export, ui): a
+        SQLite file that does not exist raises `ConfigError` instead of being created."""
+        url = self.storage_url
+        refuse_missing_sqlite(url, f"no study {self.name!r}")
+        return url
 
     def base_config(self, loss: LossConfig | None = None) -> RunConfig:
-        """The run config every trial trains, with ``loss`` (default CE)."""
-        return RunConfig(seed=self.seed, data=self.data, features=self.features,
-                         model=self.model, loss=loss or LossConfig(), training=self.training)
+        """The run config a trial trains: ``base`` with ``loss`` (default CE), the epoch kept
+        chosen by the study's objective, and data paths resolved against the root."""
+        data = self.base.data
+        data = replace(data, cache_dir=str(self.resolve(data.cache_dir)),
+                       path=str(self.resolve(data.path)) if data.path else None)
+        training = replace(self.base.training, select_metric=self.search.objective.metric)
+        return replace(self.base, data=data, training=training, loss=loss or LossConfig())
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
-
-def check_loss(loss: LossConfig, key: str) -> None:
-    """The paper's rules for one loss configuration (``key`` names it in errors)."""
-    require(loss.type in LOSS_TYPES, f"{key}.type", f"type in {{{', '.join(LOSS_TYPES)}}}",
-            loss.type)
-    require(0 <= loss.alpha < loss.beta <= 1, f"{key}.alpha", "0 <= alpha < beta <= 1",
-            (loss.alpha, loss.beta))
-    require(0 < loss.gamma < 1, f"{key}.gamma", "0 < gamma < 1", loss.gamma)
-    require(loss.lam >= 0, f"{key}.lam", "lam >= 0", loss.lam)
-    require(loss.delta > 0, f"{key}.delta", "delta > 0", loss.delta)
+        return config_to_dict(self)
 
 
 def check_database_url(url: str, key: str) -> None:
@@ -303,27 +345,65 @@ def check_database_url(url: str, key: str) -> None:
     require(bool(parsed.database), key, "the URL names a database (file)", shown)
 
 
+def refuse_missing_sqlite(url: str, what: str) -> None:
+    """Raise `ConfigError` "WHAT in URL; run ... first" if ``url`` names a SQLite file that
+    does not exist (opening it would create it)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ConfigError("", f"{what} in {hide_password(url)}; "
+                              "run `musicdet-search run` on its spec first")
+
+
 def hide_password(text: str) -> str:
     """``text`` (a URL, or a message holding URLs) with every password replaced by ***."""
     return PASSWORD_IN_URL.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", text)
 
 
-def parse_spec(data: Any, source: str = "") -> StudySpec:
-    """Build a `StudySpec` from plain data; errors name ``source`` (a file) and the key."""
+def parse_spec(data: Any, source: str | Path = "") -> StudySpec:
+    """Build a `StudySpec` from plain data; errors name ``source`` (a file) and the key.
+
+    A spec read from file ``source`` gets its root from there (see the module docstring).
+    """
     try:
-        if isinstance(data, dict) and "loss" in data:
-            raise ConfigError("loss", "the loss is what the study searches; "
-                                      "set search.losses / search.space instead")
-        if isinstance(data, dict) and "name" not in data:
-            raise ConfigError("name", "missing; every study needs a name")
+        if isinstance(data, dict):
+            _refuse_misplaced(data)
+            if source and (data.get("root") is None or isinstance(data["root"], str)):
+                data = {**data, "root": str(find_root(Path(source), data.get("root")))}
         return from_dict(StudySpec, data)
     except ConfigError as error:
         if not source:
             raise
-        raise ConfigError(f"{source}: {error.key}" if error.key else source,
+        raise ConfigError(f"{source}: {error.key}" if error.key else str(source),
                           error.message) from None
+
+
+def _refuse_misplaced(data: dict[str, Any]) -> None:
+    """One line for run-config keys outside ``base:`` and for what the study itself sets."""
+    if "name" not in data:
+        raise ConfigError("name", "missing; every study needs a name")
+    for key in (f.name for f in fields(RunConfig)):
+        if key in data:
+            raise ConfigError(key, f"belongs under base: (the run config every trial trains), "
+                                   f"as base.{key}")
+    base = data.get("base")
+    if isinstance(base, dict) and "loss" in base:
+        raise ConfigError("base.loss", "the loss is what the study searches; "
+                                       "set search.losses / search.space instead")
+    training = base.get("training") if isinstance(base, dict) else None
+    if isinstance(training, dict) and "select_metric" in training:
+        raise ConfigError("base.training.select_metric",
+                          "a study keeps each trial's best epoch by search.objective.metric; "
+                          "set that instead")
+
+
+def find_root(spec_file: Path, root: str | None = None) -> Path:
+    """The study's root: ``root`` relative to the spec file's folder, else the nearest folder
+    holding `SETTINGS_FILE` from there upward, else the spec file's folder."""
+    folder = spec_file.resolve().parent
+    if root is not None:
+        return (folder / root).resolve()
+    return next((f for f in (folder, *folder.parents) if (f / SETTINGS_FILE).is_file()), folder)
 
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study YAML file."""
-    return parse_spec(load_yaml(path), str(path))
+    return parse_spec(load_yaml(path), path)

@@ -27,13 +27,19 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from musicdet.configtools import ConfigError, from_dict, load_yaml
 from musicdet.fsutil import atomic_path, write_text
 
-from .spec import MlflowSpec, check_database_url, hide_password
+from .spec import (
+    SETTINGS_FILE,
+    MlflowSpec,
+    StudySpec,
+    check_database_url,
+    hide_password,
+    refuse_missing_sqlite,
+)
 
 T = TypeVar("T")
 # MLflow logs each database error with its traceback before raising it; the driver reports the
 # error itself, in one line (search.cli), so the logged copy is noise.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-SETTINGS_FILE = Path("mlflow.yaml")
 ROLE, STUDY, TRIAL = "musicdet.role", "musicdet.study", "musicdet.trial"
 ORIGIN = "musicdet.trial_origin"
 TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json", "model.pt")
@@ -58,8 +64,18 @@ class MlflowSettings:
             check_database_url(self.tracking_uri, "tracking_uri")
 
 
-def load_settings(overrides: MlflowSpec, path: Path = SETTINGS_FILE) -> MlflowSettings:
-    """mlflow.yaml (if present) with the study's ``mlflow:`` overrides applied."""
+def study_settings(spec: StudySpec) -> MlflowSettings:
+    """The study's MLflow settings: mlflow.yaml at its root with its ``mlflow:`` overrides,
+    relative paths (a sqlite:/// file, the artifact location) resolved against the root."""
+    settings = load_settings(spec.mlflow, spec.resolve(SETTINGS_FILE))
+    location = settings.artifact_location
+    return replace(settings, tracking_uri=spec.resolve_url(settings.tracking_uri),
+                   artifact_location=location if "://" in location else str(spec.resolve(location)))
+
+
+def load_settings(overrides: MlflowSpec, path: Path = Path(SETTINGS_FILE)) -> MlflowSettings:
+    """mlflow.yaml at ``path`` (if present) with ``overrides`` applied; relative paths are
+    left as they are (`study_settings` resolves them)."""
     data = (load_yaml(path) or {}) if path.exists() else {}
     data.update({f.name: getattr(overrides, f.name) for f in fields(overrides)
                  if getattr(overrides, f.name) is not None})
@@ -98,12 +114,18 @@ def absolute_sqlite(uri: str) -> str:
 
 
 class StudyTracker:
-    """The MLflow side of one study: experiment, parent run, child runs, summary."""
+    """The MLflow side of one study: experiment, parent run, child runs, summary.
 
-    def __init__(self, settings: MlflowSettings, study_name: str) -> None:
+    With ``create`` False (verbs that only read a study) a missing SQLite store or experiment
+    raises `ConfigError` instead of being created.
+    """
+
+    def __init__(self, settings: MlflowSettings, study_name: str, create: bool = True) -> None:
         self.settings = settings = replace(settings, tracking_uri=absolute_sqlite(
             settings.tracking_uri))
-        self.study_name = study_name
+        self.study_name, self.create = study_name, create
+        if not create:
+            refuse_missing_sqlite(settings.tracking_uri, "no MLflow store")
         self.client, self.experiment_id = retry_schema_race(self._connect)
 
     def _connect(self) -> tuple[MlflowClient, str]:
@@ -119,6 +141,10 @@ class StudyTracker:
         found = self.client.get_experiment_by_name(self.experiment_name)
         if found is not None:
             return found.experiment_id
+        if not self.create:
+            raise ConfigError("", f"no MLflow experiment {self.experiment_name!r} in "
+                                  f"{hide_password(self.settings.tracking_uri)}; "
+                                  "run `musicdet-search run` on its spec first")
         location = Path(self.settings.artifact_location) / self.study_name
         artifact_uri = location if "://" in str(location) else location.resolve().as_uri()
         experiment_id = self.client.create_experiment(

@@ -22,7 +22,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from musicdet.config import RunConfig
+from musicdet.config import METRIC_DIRECTIONS, RunConfig
 from musicdet.fsutil import atomic_path, write_text
 from musicdet.plots import plot_roc, plot_score_histograms
 from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, train
@@ -40,42 +40,40 @@ def trial_dir(workdir: str | Path, origin: int) -> Path:
     return Path(workdir) / "trials" / f"trial-{origin:04d}"
 
 
-def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str, metric: str,
-              mode: str, data: PreparedData | None = None) -> None:
-    """Train ``base`` with the loss in ``config``; report each epoch to Ray Tune."""
+def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
+              data: PreparedData | None = None) -> None:
+    """Train ``base`` with the loss in ``config``; report each epoch to Ray Tune, with the
+    objective: the best value so far of ``base``'s ``training.select_metric``."""
     run_config = RunConfig.from_dict({**base, "loss": asdict(loss_config(config))})
+    metric = run_config.training.select_metric
     out = trial_dir(workdir, config["origin"])
     out.mkdir(parents=True, exist_ok=True)
     _record_worker(out)
     _take_tune_checkpoint(out)
-    sign = 1.0 if mode == "max" else -1.0
-    best = _best_so_far(out, metric, sign)
     reported = False
 
     def on_epoch(report: EpochReport) -> None:
-        nonlocal best, reported
+        nonlocal reported
         reported = True
-        metrics = report.metrics()
-        value = metrics.get(metric, math.nan)
-        if not math.isnan(value) and (math.isnan(best) or sign * value > sign * best):
-            best = value
         if report.epoch == run_config.training.epochs:  # schedulers stop a trial at its last report
-            write_trial_plots(out)
-        tune.report({**metrics, OBJECTIVE: best},
+            write_trial_plots(out, metric)
+        tune.report({**report.metrics(), OBJECTIVE: objective(epoch_history(out), metric)},
                     checkpoint=tune.Checkpoint.from_directory(_link_checkpoint(out)))
 
     try:
         train(run_config, out, data=data, on_epoch=on_epoch, progress=False)
     except NonFiniteLossError as error:
+        worst = -math.inf if METRIC_DIRECTIONS[metric] == "maximize" else math.inf
         tune.report({FAILED: f"NonFiniteLossError: {error}", "epoch": len(epoch_history(out)) + 1,
-                     OBJECTIVE: -sign * math.inf})
+                     OBJECTIVE: worst})
         return
     except Exception as error:  # Ray records the traceback; the study keeps one line of it
         write_text(out / ERROR_FILE, f"{type(error).__name__}: {error}".splitlines()[0])
         raise
     if not reported:  # resumed from the checkpoint of its last epoch: report that epoch again
-        write_trial_plots(out)
-        tune.report({**epoch_history(out)[-1], OBJECTIVE: best})
+        write_trial_plots(out, metric)
+        history = epoch_history(out)
+        tune.report({**history[-1], OBJECTIVE: objective(history, metric)})
 
 
 def failure_reason(out: Path) -> str:
@@ -100,9 +98,10 @@ def _record_worker(out: Path) -> None:
     (out / ERROR_FILE).unlink(missing_ok=True)
 
 
-def write_trial_plots(out: Path) -> None:
-    """ROC curve and score histograms (threshold at P = 0.90) of the best epoch, if saved."""
-    best = best_epoch(out)
+def write_trial_plots(out: Path, metric: str) -> None:
+    """ROC curve and score histograms (threshold at P = 0.90) of the best epoch by ``metric``
+    (the one model.pt holds), if saved."""
+    best = best_epoch(epoch_history(out), metric)
     if best is None or not (out / "validation.npz").exists():
         return
     with np.load(out / "validation.npz") as saved:
@@ -112,15 +111,17 @@ def write_trial_plots(out: Path) -> None:
                           threshold=best.get("val_threshold"))
 
 
-def _best_so_far(out: Path, metric: str, sign: float) -> float:
-    """Best ``metric`` in the epochs a resumed trial already holds (NaN if none)."""
-    values = [e[metric] for e in epoch_history(out) if metric in e]
-    return max(values, key=lambda v: sign * v) if values else math.nan
+def best_epoch(history: list[dict[str, float]], metric: str) -> dict[str, float] | None:
+    """The epoch train keeps in model.pt for ``training.select_metric = metric``: the first
+    with the best value in the metric's direction (None before an epoch reports it)."""
+    sign = 1.0 if METRIC_DIRECTIONS[metric] == "maximize" else -1.0
+    return max((e for e in history if metric in e), key=lambda e: sign * e[metric], default=None)
 
 
-def best_epoch(out: Path) -> dict[str, float] | None:
-    """Metrics of the epoch with the best validation AUC (None before the first epoch)."""
-    return max(epoch_history(out), key=lambda e: e.get("val_auc", -math.inf), default=None)
+def objective(history: list[dict[str, float]], metric: str) -> float:
+    """The trial's objective after ``history``: its best ``metric`` (NaN before any epoch)."""
+    best = best_epoch(history, metric)
+    return best[metric] if best is not None else math.nan
 
 
 def epoch_history(out: Path) -> list[dict[str, float]]:

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 import optuna
@@ -22,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
+from musicdet.config import RunConfig
 from search.runner import run_status
 from search.study import tally, trial_origin
 
@@ -29,24 +31,30 @@ DRIVER = [sys.executable, "-c", "from search.cli import main; raise SystemExit(m
 # One torch/BLAS thread in driver processes too, as tests/conftest.py sets in this one.
 DRIVER_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+RUN_KEYS = {f.name for f in fields(RunConfig)}  # write_spec puts these under base:
 
 
 def write_spec(folder: Path, cache_dir: str, **sections: object) -> Path:
-    """``folder/study.yaml``: a tiny study (seconds per trial); ``sections`` update its keys."""
-    spec: dict[str, object] = {
-        "name": "tiny",
+    """``folder/study.yaml``: a tiny study (seconds per trial); ``sections`` update its keys
+    (those of the run config, e.g. ``training``, update ``base``'s)."""
+    base: dict[str, object] = {
         "seed": 0,
         "data": {"synth_hours": 0.02, "cache_dir": cache_dir},
         "model": {"hidden_size": 16, "num_layers": 1},
         "training": {"epochs": 2, "batch_size": 8, "sequences_per_epoch": 16},
+    }
+    spec: dict[str, object] = {
+        "name": "tiny",
+        "base": base,
         "search": {"n_trials": 3, "losses": ["ce", "aauc", "apauc", "aaucsum"]},
         "pruner": {"type": "none"},
         "resources": {"cpus": 1, "max_concurrent": 2},
         "storage": {"heartbeat_seconds": 1, "grace_seconds": 4},
     }
     for key, value in sections.items():
-        old = spec.get(key, {})
-        spec[key] = {**old, **value} if isinstance(value, dict) and isinstance(old, dict) \
+        section = base if key in RUN_KEYS else spec
+        old = section.get(key, {})
+        section[key] = {**old, **value} if isinstance(value, dict) and isinstance(old, dict) \
             else value
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -56,7 +56,7 @@ def test_a_study_name_that_could_leave_the_output_folder_is_refused(tmp_path, na
 
 def test_folders_and_artifacts_derive_only_from_the_name_and_trial_numbers(tmp_path) -> None:
     spec = parse_spec({"name": "ok.name-1"})
-    assert spec.workdir == Path("runs/ok.name-1")
+    assert spec.workdir == Path.cwd() / "runs" / "ok.name-1"  # no spec file: the root is the cwd
     assert trial_dir(tmp_path, 7) == tmp_path / "trials" / "trial-0007"
     with pytest.raises(ValueError):  # a trial's folder takes a number, never a string
         trial_dir(tmp_path, "../x")  # type: ignore[arg-type]

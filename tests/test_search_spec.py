@@ -8,6 +8,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import musicdet.losses
+import search.space
+import search.spec
 from musicdet.configtools import ConfigError
 from search.space import INACTIVE, complete_params, grid_points, logged_params, loss_config, sample
 from search.spec import LOSS_PARAMS, load_spec, parse_spec
@@ -38,13 +41,20 @@ BAD = [
     ({"bogus": 1}, "bogus: unknown key"),
     ({"search": {"n_trials": "ten"}}, "search.n_trials: expected int"),
     ({"search": {"n_trials": 0}}, "search.n_trials: `n_trials >= 1`"),
-    ({"search": {"space": {"alpha": 0.5, "beta": 0.4}}}, "search.space.alpha: `alpha < beta"),
+    ({"search": {"space": {"alpha": 0.5, "beta": 0.4}}},
+     "search.space.alpha: `alpha + 0.01 <= beta"),
     ({"search": {"space": {"alpha": {"low": 0.0, "high": 0.9}, "beta": {"low": 0.2, "high": 0.5}}}},
-     "search.space.alpha: `alpha < beta"),
-    ({"search": {"space": {"lam": -0.1}}}, "search.space.lam: `lam >= 0`"),
+     "search.space.alpha: `alpha + 0.01 <= beta"),
+    ({"search": {"space": {"alpha": {"choices": [0.0, 0.5]}, "beta": {"choices": [0.5, 1.0]}}}},
+     "search.space.alpha: `alpha + 0.01 <= beta"),
+    ({"search": {"space": {"alpha": {"low": -0.1, "high": 0.3}}}},
+     "search.space.alpha: `0 <= alpha <= 1`"),
+    ({"search": {"space": {"beta": {"low": 0.5, "high": 1.5}}}},
+     "search.space.beta: `0 <= beta <= 1`"),
+    ({"search": {"space": {"lam": -0.1}}}, "search.space.lam: `0 <= lam < inf`"),
     ({"search": {"space": {"gamma": 1.0}}}, "search.space.gamma: `0 < gamma < 1`"),
     ({"search": {"space": {"gamma": {"low": 0.0, "high": 0.5}}}}, "search.space.gamma"),
-    ({"search": {"space": {"delta": 0.0}}}, "search.space.delta: `delta > 0`"),
+    ({"search": {"space": {"delta": 0.0}}}, "search.space.delta: `0 < delta < inf`"),
     ({"search": {"space": {"delta": {"choices": []}}}}, "choices is not empty"),
     ({"search": {"space": {"lam": {"low": 0.0, "high": 1.0, "log": True}}}}, "low > 0 on a log"),
     ({"search": {"space": {"zeta": 1.0}}}, "search.space.zeta: unknown key"),
@@ -53,11 +63,19 @@ BAD = [
     ({"search": {"sampler": "grid"}}, "search.grid: `grid is given exactly when sampler is grid`"),
     ({"search": {"sampler": "grid", "grid": []}}, "search.grid: `grid is not empty`"),
     ({"search": {"sampler": "grid", "grid": [{"type": "apauc", "alpha": 0.5, "beta": 0.5}]}},
-     "alpha < beta"),
+     "search.grid: `alpha < beta`"),
     ({"search": {"sampler": "grid", "n_trials": 3, "grid": [{"type": "ce"}]}},
      "search.n_trials: `n_trials == number of grid entries`"),
     ({"search": {"sampler": "bayes"}}, "search.sampler: expected one of tpe, random, grid"),
     ({"search": {"objective": {"metric": "accuracy"}}}, "search.objective.metric"),
+    ({"search": {"objective": {"metric": "val_eer", "direction": "maximize"}}},
+     "search.objective.direction: `direction == minimize for val_eer"),
+    ({"search": {"objective": {"metric": "val_auc", "direction": "minimize"}}},
+     "search.objective.direction: `direction == maximize for val_auc"),
+    ({"search": {"losses": ["ce", "apauc"], "objective": {"metric": "val_loss"}}},
+     "search.objective.metric: `a loss objective"),
+    ({"search": {"sampler": "grid", "grid": [{"type": "ce"}, {"type": "aauc"}],
+                 "objective": {"metric": "train_loss"}}}, "search.objective.metric: `a loss"),
     ({"pruner": {"type": "hyperband"}}, "pruner.type"),
     ({"pruner": {"grace_epochs": 0}}, "pruner.grace_epochs"),
     ({"resources": {"cpus": 0}}, "resources.cpus: `cpus > 0`"),
@@ -65,10 +83,16 @@ BAD = [
     ({"storage": {"url": "mysql://u@h/db"}}, "storage.url: `a sqlite:/// or postgresql:// URL`"),
     ({"storage": {"url": "not a url"}}, "storage.url: expected a database URL"),
     ({"storage": {"url": "postgresql://u:hunter2@h:5432"}}, "names a database"),
-    ({"loss": {"type": "ce"}}, "loss: the loss is what the study searches"),
+    ({"base": {"loss": {"type": "ce"}}}, "base.loss: the loss is what the study searches"),
+    ({"loss": {"type": "ce"}}, "loss: belongs under base:"),
+    ({"training": {"epochs": 3}}, "training: belongs under base:"),
+    ({"base": {"training": {"select_metric": "val_eer"}}},
+     "base.training.select_metric: a study keeps each trial's best epoch by search.objective"),
     ({"name": "bad name!"}, "name: `name is 1-64"),
-    ({"training": {"epochs": 0}}, "training.epochs"),
-    ({"model": {"input_dim": 12}}, "model.input_dim"),
+    ({"base": {"training": {"epochs": 0}}}, "base.training.epochs: `epochs >= 1`"),
+    ({"base": {"model": {"input_dim": 12}}}, "base.model.input_dim"),
+    ({"base": {"data": {"bogus": 1}}}, "base.data.bogus: unknown key"),
+    ({"root": 3}, "root: expected str"),
 ]
 
 
@@ -83,6 +107,31 @@ def test_bad_spec_gives_one_line_naming_key(tmp_path, patch: dict, expected: str
     assert expected in message
     assert "\n" not in message
     assert "hunter2" not in message
+
+
+def test_each_metric_has_its_direction_and_picks_the_epoch_kept() -> None:
+    spec = parse_spec({"name": "s", "search": {"objective": {"metric": "val_eer"}}})
+    assert (spec.search.objective.direction, spec.search.objective.mode) == ("minimize", "min")
+    assert spec.base_config().training.select_metric == "val_eer"
+    assert parse_spec({"name": "s"}).search.objective.direction == "maximize"
+
+
+@pytest.mark.parametrize("losses", [["ce"], ["aauc", "apauc", "aaucsum"]])
+def test_a_loss_objective_is_allowed_when_all_losses_share_units(losses: list[str]) -> None:
+    search = parse_spec({"name": "s", "search": {
+        "losses": losses, "objective": {"metric": "val_loss"}}}).search
+    assert search.objective.direction == "minimize"
+
+
+def test_loss_types_and_rules_come_from_musicdet_losses() -> None:
+    assert search.spec.LOSS_PARAMS is musicdet.losses.LOSS_PARAMS
+    assert search.space.LOSS_PARAMS is musicdet.losses.LOSS_PARAMS
+    types = musicdet.losses.LOSS_TYPES
+    assert types == tuple(musicdet.losses.LOSS_PARAMS) == ("ce", "aauc", "apauc", "aaucsum")
+    # a grid entry is a LossConfig: its rules, no stricter copy (α, β are inactive for ce)
+    grid = parse_spec({"name": "s", "search": {"sampler": "grid", "grid": [
+        {"type": "ce", "alpha": 0.9, "beta": 0.1}]}}).search.grid
+    assert grid == [musicdet.losses.LossConfig("ce", alpha=0.9, beta=0.1)]
 
 
 def test_missing_name_and_bad_yaml(tmp_path) -> None:
@@ -111,7 +160,7 @@ json_values = st.recursive(
                                                                   max_size=3),
     max_leaves=8,
 )
-sections = st.sampled_from(["search", "pruner", "resources", "storage", "training", "data"])
+sections = st.sampled_from(["search", "pruner", "resources", "storage", "base", "root"])
 
 
 @settings(max_examples=150, deadline=None)
@@ -146,9 +195,11 @@ def test_only_the_chosen_losss_parameters_are_sampled() -> None:
         seen.add(loss)
         assert set(params) == {"loss", *LOSS_PARAMS[loss]}
         sampled = set(optuna_params) - {"loss"}
-        assert sampled == set(LOSS_PARAMS[loss]) - {"delta"}  # delta is fixed (10) by default
+        expected = {"ce": set(), "aauc": set(), "apauc": {"alpha", "beta_fraction"},
+                    "aaucsum": {"gamma", "lam"}}[loss]  # delta is fixed (10) by default
+        assert sampled == expected
         if loss == "apauc":
-            assert params["alpha"] < params["beta"]
+            assert params["alpha"] + 0.01 <= params["beta"] <= 1.0
         if loss == "aaucsum":
             assert 0 < params["gamma"] < 1 and params["lam"] > 0
         logged = logged_params(params)
@@ -159,14 +210,41 @@ def test_only_the_chosen_losss_parameters_are_sampled() -> None:
     assert seen == {"ce", "aauc", "apauc", "aaucsum"}
 
 
-@pytest.mark.parametrize("space", [
-    {"alpha": {"low": 0.0, "high": 0.5}, "beta": {"choices": [0.25, 0.75, 1.0]}},
-    {"alpha": {"choices": [0.0, 0.25]}, "beta": {"low": 0.5, "high": 1.0}},
-    {"alpha": {"low": 0.0, "high": 0.7}, "beta": 0.75},
+@pytest.mark.parametrize(("space", "fraction"), [
+    ({"alpha": {"low": 0.0, "high": 0.5}, "beta": {"choices": [0.25, 0.75, 1.0]}}, "alpha"),
+    ({"alpha": {"choices": [0.0, 0.25]}, "beta": {"low": 0.5, "high": 1.0}}, "beta"),
+    ({"alpha": {"low": 0.0, "high": 0.7}, "beta": 0.75}, "alpha"),
+    ({"alpha": 0.1, "beta": {"low": 0.05, "high": 0.9, "log": True}}, "beta"),
+    ({"alpha": {"choices": [0.0, 0.25]}, "beta": {"choices": [0.5, 1.0]}}, None),
 ])
-def test_alpha_below_beta_for_every_shape_of_space(space: dict) -> None:
-    for params, _ in _samples({"losses": ["apauc"], "space": space}):
+def test_alpha_below_beta_within_the_specs_ranges(space: dict, fraction: str | None) -> None:
+    """Every shape of space: α + 0.01 <= β, both within the ranges the spec gives them, and
+    the dependent one is sampled as a fraction (its value a user attribute)."""
+    bounds = {name: _extent(space[name]) for name in ("alpha", "beta")}
+    samples = _samples({"losses": ["apauc"], "space": space})
+    for params, optuna_params in samples:
         assert params["alpha"] + 0.01 <= params["beta"] + 1e-12
+        for name in ("alpha", "beta"):
+            assert bounds[name][0] <= params[name] <= bounds[name][1]
+        assert (f"{fraction}_fraction" in optuna_params) == (fraction is not None)
+    for name, (low, high) in bounds.items():  # each range is used, not one corner of it
+        values = [params[name] for params, _ in samples]
+        assert max(values) - min(values) >= (high - low) / 3
+
+
+def _extent(param: dict | float) -> tuple[float, float]:
+    """(lowest, highest) value of a spec parameter: a range, choices or one value."""
+    if not isinstance(param, dict):
+        return param, param
+    values = param.get("choices") or [param["low"], param["high"]]
+    return min(values), max(values)
+
+
+def test_a_log_scale_fraction_maps_to_the_log_range() -> None:
+    search = parse_spec({"name": "s", "search": {"losses": ["apauc"], "space": {
+        "alpha": 0.0, "beta": {"low": 0.01, "high": 1.0, "log": True}}}}).search
+    values = [complete_params(search, {"beta_fraction": f})["beta"] for f in (0.0, 0.5, 1.0)]
+    assert values == pytest.approx([0.01, 0.1, 1.0])
 
 
 def test_fixed_values_are_not_sampled_and_come_back_in_exports() -> None:

@@ -17,7 +17,7 @@ import pytest
 from studyutil import DRIVER_ENV, free_port, rest, write_spec
 
 from search.spec import load_spec
-from search.tracking import ROLE, TRIALS_VIEW, StudyTracker, load_settings, trials_view_state
+from search.tracking import ROLE, TRIALS_VIEW, StudyTracker, study_settings, trials_view_state
 
 UI = [sys.executable, "-c", "from search.cli import main; raise SystemExit(main())", "ui"]
 
@@ -34,7 +34,7 @@ def test_view_puts_the_objective_first_and_orders_trials_by_it() -> None:
 def tracked_study(spec_path: Path) -> tuple[str, list[str]]:
     """A study's MLflow records (parent run, two trials with val_auc per epoch), no training."""
     spec = load_spec(spec_path)
-    tracker = StudyTracker(load_settings(spec.mlflow), spec.name)
+    tracker = StudyTracker(study_settings(spec), spec.name)
     parent = tracker.create_parent(spec.to_dict())
     trials = []
     for number, loss in enumerate(("ce", "aauc")):
