@@ -27,7 +27,7 @@ from .export import export_best, format_table, load_study, top_trials
 from .runner import run_study
 from .spec import StudySpec, check_database_url, load_spec
 from .study import lost_database, study_counts, tally
-from .tracking import MlflowSettings, StudyTracker, load_settings
+from .tracking import MlflowSettings, StudyTracker, study_settings
 
 PROG = "musicdet-search"
 UI_HOST = "127.0.0.1"  # the UI has no authentication: loopback only
@@ -78,7 +78,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     number, path = export_best(spec, args.out, register=args.register, trial=args.trial)
     print(f"trial {number} → {path}")
     if args.register:
-        print(f"registered as {load_settings(spec.mlflow).registered_model}@champion")
+        print(f"registered as {study_settings(spec).registered_model}@champion")
     print(f"train it: musicdet train --config {path}")
     return 0
 
@@ -86,7 +86,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the MLflow UI for the study's backend on 127.0.0.1; print the study's URL."""
     spec = _spec(args)
-    tracker = StudyTracker(load_settings(spec.mlflow), spec.name)
+    tracker = StudyTracker(study_settings(spec), spec.name, create=False)
     objective = spec.search.objective
     tracker.publish_trials_view(objective.metric, objective.direction == "maximize")
     port = args.port or _free_port()

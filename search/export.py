@@ -18,9 +18,9 @@ from musicdet.config import RunConfig
 from musicdet.errors import CommandError, ExitStatus, UnfinishedError
 
 from .space import complete_params, describe, loss_config
-from .spec import StudySpec, hide_password
+from .spec import RUN_IT_FIRST, StudySpec, hide_password
 from .study import open_storage, trial_origin
-from .tracking import ORIGIN, ROLE, StudyTracker, load_settings
+from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
 
 
 @dataclass
@@ -36,12 +36,12 @@ class TrialRow:
 
 def load_study(spec: StudySpec) -> optuna.Study:
     """The spec's Optuna study (it must exist)."""
-    storage = open_storage(spec.storage_url, spec)
+    storage = open_storage(spec.existing_storage_url(), spec)
     try:
         return optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
         raise UnfinishedError(f"no study {spec.name!r} in {hide_password(spec.storage_url)}; "
-                              "run it first") from None
+                              f"{RUN_IT_FIRST}") from None
 
 
 def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[TrialRow]:
@@ -50,7 +50,7 @@ def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[Tr
     reverse = spec.search.objective.direction == "maximize"
     complete.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
     return [TrialRow(t.number, float(t.value), describe(_params(spec, t)),  # type: ignore[arg-type]
-                     int(t.user_attrs.get("epochs", spec.training.epochs)),
+                     int(t.user_attrs.get("epochs", spec.base.training.epochs)),
                      t.duration.total_seconds() if t.duration else float("nan"))
             for t in complete[:count]]
 
@@ -101,8 +101,8 @@ def export_best(spec: StudySpec, out: str | Path, register: bool = False,
 
 def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
     """Register the model file logged by ``trial``'s MLflow run; alias it `champion`."""
-    settings = load_settings(spec.mlflow)
-    tracker = StudyTracker(settings, spec.name)
+    settings = study_settings(spec)
+    tracker = StudyTracker(settings, spec.name, create=False)
     origin = trial_origin(trial)
     runs = tracker.client.search_runs(
         [tracker.experiment_id],

@@ -45,6 +45,7 @@ import sqlalchemy.exc
 from musicdet.config import METRIC_DIRECTIONS, RunConfig
 from musicdet.configtools import ConfigError, from_dict, load_yaml, require
 from musicdet.configtools import to_dict as config_to_dict
+from musicdet.errors import UnfinishedError
 from musicdet.losses import AUC_FAMILY, LOSS_PARAMS, LOSS_TYPES, LossConfig
 
 LOSS_METRICS = ("train_loss", "val_loss")
@@ -345,12 +346,14 @@ def check_database_url(url: str, key: str) -> None:
     require(bool(parsed.database), key, "the URL names a database (file)", shown)
 
 
+RUN_IT_FIRST = "run `musicdet-search run` on its spec first"
+
+
 def refuse_missing_sqlite(url: str, what: str) -> None:
-    """Raise `ConfigError` "WHAT in URL; run ... first" if ``url`` names a SQLite file that
-    does not exist (opening it would create it)."""
+    """Raise `UnfinishedError` "WHAT in URL; run ... first" if ``url`` names a SQLite file
+    that does not exist (opening it would create it)."""
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ConfigError("", f"{what} in {hide_password(url)}; "
-                              "run `musicdet-search run` on its spec first")
+        raise UnfinishedError(f"{what} in {hide_password(url)}; {RUN_IT_FIRST}")
 
 
 def hide_password(text: str) -> str:

@@ -25,9 +25,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 
 from musicdet.configtools import ConfigError, from_dict, load_yaml
+from musicdet.errors import UnfinishedError
 from musicdet.fsutil import atomic_path, write_text
 
 from .spec import (
+    RUN_IT_FIRST,
     SETTINGS_FILE,
     MlflowSpec,
     StudySpec,
@@ -142,9 +144,8 @@ class StudyTracker:
         if found is not None:
             return found.experiment_id
         if not self.create:
-            raise ConfigError("", f"no MLflow experiment {self.experiment_name!r} in "
-                                  f"{hide_password(self.settings.tracking_uri)}; "
-                                  "run `musicdet-search run` on its spec first")
+            raise UnfinishedError(f"no MLflow experiment {self.experiment_name!r} in "
+                                  f"{hide_password(self.settings.tracking_uri)}; {RUN_IT_FIRST}")
         location = Path(self.settings.artifact_location) / self.study_name
         artifact_uri = location if "://" in str(location) else location.resolve().as_uri()
         experiment_id = self.client.create_experiment(

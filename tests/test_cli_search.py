@@ -97,7 +97,7 @@ def test_a_missing_study_is_an_error_type_in_the_library_and_status_3_in_the_cli
     assert main(["best", str(spec_file)]) == ExitStatus.UNFINISHED
     err = capsys.readouterr().err
     assert err.startswith("musicdet-search: error: no study 'tiny' in ") and \
-        err.endswith("; run it first\n")
+        err.endswith("; run `musicdet-search run` on its spec first\n")
 
 
 @pytest.mark.parametrize("command", [["run"], ["export", "--out", "x.yaml"], ["ui"]])

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from musicdet.configtools import ConfigError
+from musicdet.errors import UnfinishedError
 from search.cli import main as search_main
 from search.spec import find_root, load_spec
 from search.tracking import StudyTracker, study_settings
@@ -74,12 +74,12 @@ def test_status_from_another_folder_finds_the_study(tmp_path, monkeypatch, capsy
 
 def test_reading_a_missing_study_creates_no_database(tmp_path) -> None:
     spec = load_spec(_project(tmp_path))
-    with pytest.raises(ConfigError, match=r"^no study 's' in sqlite:///.*/runs/s/optuna\.db; "
+    with pytest.raises(UnfinishedError, match=r"^no study 's' in sqlite:///.*/runs/s/optuna\.db; "
                                           r"run `musicdet-search run` on its spec first$"):
         spec.existing_storage_url()
-    with pytest.raises(ConfigError, match=r"^no MLflow store in sqlite:///.*/runs/mlflow\.db"):
+    with pytest.raises(UnfinishedError, match=r"^no MLflow store in sqlite:///.*/runs/mlflow\.db"):
         StudyTracker(study_settings(spec), spec.name, create=False)
     assert not (tmp_path / "project" / "runs").exists()
     StudyTracker(study_settings(spec), "other")  # a study that runs creates the store ...
-    with pytest.raises(ConfigError, match="^no MLflow experiment 'musicdet-s' in sqlite:///"):
+    with pytest.raises(UnfinishedError, match="^no MLflow experiment 'musicdet-s' in sqlite:///"):
         StudyTracker(study_settings(spec), spec.name, create=False)  # ... not its experiment

@@ -104,7 +104,8 @@ def test_unreachable_storage_is_one_line_without_the_password(tmp_path, capsys, 
     spec = write_spec(tmp_path, str(tmp_path / "cache"))
     assert search_main(["status", str(spec), "--storage", storage]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("musicdet-search: error: storage.url: cannot open")
+    assert err.count("\n") == 1
+    assert err.startswith("musicdet-search: error: storage.url: cannot open")
     assert "***" in err and PASSWORD not in err
 
 

@@ -169,7 +169,8 @@ def test_cli_reports_non_finite_loss_in_one_line(tmp_path: Path, cache: Path, mo
     monkeypatch.setattr(train_module, "train", diverge)
     tiny_config(cache).save(tmp_path / "run.yaml")
     assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == "musicdet: error: training failed: epoch 3, step 7: loss is nan\n"
+    assert capsys.readouterr().err == \
+        "musicdet: error: training failed: epoch 3, step 7: loss is nan\n"
 
 
 def scripted_metrics(monkeypatch: pytest.MonkeyPatch, script: list[dict]) -> list[np.ndarray]:
