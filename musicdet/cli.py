@@ -228,7 +228,7 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["tsv", "csv", "audacity", "rttm", "json"], default="tsv",
                    help="segment file format (tsv)")
     p.add_argument("--frame-scores", choices=["csv", "npy"],
-                   help="also write NAME.frames.csv|npy (music probability per 10 ms frame)")
+                   help="also write NAME.frames.csv|npy (music probability per frame)")
     p.add_argument("--median", type=float, default=0.5, metavar="SECONDS",
                    help="median filter length over the probabilities (0.5; 0: off)")
     p.add_argument("--threshold", type=float, metavar="P",

@@ -75,7 +75,7 @@ class TrainingConfig:
 
     epochs: int = 20
     batch_size: int = 32  # sequences per minibatch
-    sequence_frames: int = 300  # 3 s at 100 frames/s
+    sequence_frames: int = 300  # frames per training sequence (3 s at the default 10 ms hop)
     sequences_per_epoch: int | None = None  # None: as many as the training frames hold
     lr_start: float = 1e-3
     lr_end: float = 1e-4
