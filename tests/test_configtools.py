@@ -32,6 +32,7 @@ class Outer:
     name: str = "x"
     count: int | None = None
     inner: Inner = field(default_factory=Inner)
+    extra: list[Inner] | None = None
 
 
 def test_nested_values_round_trip() -> None:
@@ -51,6 +52,7 @@ def test_nested_values_round_trip() -> None:
         ({"inner": {"kind": "c"}}, "inner.kind: expected one of a, b, got 'c'"),
         ({"inner": {"tags": [1]}}, "inner.tags[0]: expected str, got int 1"),
         ({"inner": 5}, "inner: expected a mapping, got int 5"),
+        ({"extra": [{}, {"rate": 0}]}, "extra[1].rate: `rate > 0` must hold, but got 0.0"),
     ],
 )
 def test_errors_name_key_and_rule(data: dict, message: str) -> None:

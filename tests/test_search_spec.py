@@ -63,7 +63,7 @@ BAD = [
     ({"search": {"sampler": "grid"}}, "search.grid: `grid is given exactly when sampler is grid`"),
     ({"search": {"sampler": "grid", "grid": []}}, "search.grid: `grid is not empty`"),
     ({"search": {"sampler": "grid", "grid": [{"type": "apauc", "alpha": 0.5, "beta": 0.5}]}},
-     "search.grid: `alpha < beta`"),
+     "search.grid[0].beta: `alpha < beta`"),
     ({"search": {"sampler": "grid", "n_trials": 3, "grid": [{"type": "ce"}]}},
      "search.n_trials: `n_trials == number of grid entries`"),
     ({"search": {"sampler": "bayes"}}, "search.sampler: expected one of tpe, random, grid"),
