@@ -121,9 +121,8 @@ def render_tracks(tracks: Sequence[Track], seconds: float) -> np.ndarray:
     synth = tinysoundfont.Synth(samplerate=RENDER_RATE, gain=-6.0)
     synth.sfload(_soundfont_bytes())
     events: list[tuple[float, int, Event]] = []
-    melodic = iter(MELODIC_CHANNELS)
-    for track in tracks:
-        channel = DRUM_CHANNEL if track.drums else next(melodic)
+    for index, track in enumerate(tracks):
+        channel = DRUM_CHANNEL if track.drums else MELODIC_CHANNELS[index % len(MELODIC_CHANNELS)]
         volume = int(np.clip(100 * db_to_gain(track.level_db), 1, 127))
         events += [(0.0, 0, Event(ProgramChange(track.program), 0.0, channel, False)),
                    (0.0, 0, Event(ControlChange(7, volume), 0.0, channel, False))]

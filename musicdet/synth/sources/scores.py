@@ -131,7 +131,7 @@ def _convert(identity: str) -> Parts:
     name, _, number = identity.partition("#")
     try:
         score = converter.parse(str(music21_root() / name), number=int(number) if number else None)
-    except Exception:  # noqa: BLE001  (a corpus file music21 cannot read: skip it, always)
+    except Exception:  # a corpus file music21 cannot read is skipped, every time
         return []
     parts = []
     for part in getattr(score, "parts", [score]):
