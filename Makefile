@@ -6,17 +6,24 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup sources-debian demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU build first and exactly: a looser torch requirement would pull a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
+	# GM rendering for the corpus; --no-deps: its pyaudio requirement is only for live playback
+	$(BIN)/pip install -q --no-deps tinysoundfont==0.3.7
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Optional: better SoundFonts from Debian, preferred by the corpus when present
+# (musicdet synth --list-sources shows what is used).
+sources-debian:
+	sudo apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small
 
 demo: setup
 	$(BIN)/python -m search.demo studies/smoke.yaml

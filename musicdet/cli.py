@@ -30,11 +30,25 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Write the embedded synthetic broadcast corpus: programmes (16 kHz wav) + music labels (tsv).
 
     Deterministic per seed; programme i depends only on (seed, i), so a larger corpus
-    extends a smaller one. Re-running with the same arguments does nothing.
+    extends a smaller one. Re-running with the same arguments does nothing. --config takes a
+    YAML of corpus settings (musicdet.synth.SynthConfig, e.g. music_sources: {gm-scores: 1});
+    --list-sources shows the source providers installed here; corpus.json records those used.
     """
-    from .synth import write_corpus
+    from dataclasses import replace
 
-    paths = write_corpus(args.out, hours=args.hours, seed=args.seed, progress=not args.quiet)
+    from .configtools import load_config
+    from .synth import SynthConfig, sources, write_corpus
+
+    if args.list_sources:
+        print(sources.table())
+        return 0
+    if args.out is None:
+        raise ConfigError("--out", "an output folder is required (unless --list-sources)")
+    config = load_config(SynthConfig, args.config) if args.config else SynthConfig()
+    if args.test:
+        config = replace(config, test_corpus=True)
+    paths = write_corpus(args.out, hours=args.hours, seed=args.seed, config=config,
+                         progress=not args.quiet)
     print(f"{len(paths)} programmes in {args.out}")
     return 0
 
@@ -176,7 +190,12 @@ COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None]]] =
 def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hours", type=float, default=0.25, help="corpus length in hours (0.25)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed (0)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--config", type=Path, help="corpus settings YAML (SynthConfig keys)")
+    p.add_argument("--test", action="store_true",
+                   help="a test corpus: every programme draws on test-split material")
+    p.add_argument("--list-sources", action="store_true",
+                   help="print the source providers (name, kind, available, version, licence)")
 
 
 def _features_args(p: argparse.ArgumentParser) -> None:

@@ -102,7 +102,8 @@ def test_music_fraction_extremes_give_one_label(fraction: float, label: str) -> 
 @pytest.mark.parametrize("kind", sorted(programme.SEGMENT_RENDERERS))
 def test_every_segment_kind_renders_finite_audio(kind: str) -> None:
     rng = np.random.default_rng(5)
-    clip = programme.SEGMENT_RENDERERS[kind](rng, 2.5, SynthConfig(), "espeak")
+    clip = programme.SEGMENT_RENDERERS[kind](rng, 2.5, SynthConfig(),
+                                             programme.palette(SynthConfig()))
     assert abs(len(clip) - 2.5 * SAMPLE_RATE) <= 2
     assert np.isfinite(clip).all() and np.abs(clip).max() > 1e-4
 
@@ -199,11 +200,11 @@ def test_write_corpus_crash_leaves_no_partial_files(tmp_path: Path,
     config = SynthConfig(**{**to_dict(SHORT), "programme_seconds": 5.0})
     calls = []
 
-    def failing(seed: int, config: SynthConfig) -> tuple[np.ndarray, list]:
+    def failing(seed: int, config: SynthConfig, split: str) -> tuple[np.ndarray, list]:
         calls.append(seed)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return generate_programme(seed, config)
+        return generate_programme(seed, config, split)
 
     monkeypatch.setattr(corpus, "generate_programme", failing)
     with pytest.raises(KeyboardInterrupt):

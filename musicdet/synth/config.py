@@ -8,6 +8,12 @@ from typing import Literal
 from musicdet.configtools import require
 
 SpeechEngine = Literal["espeak", "formant"]
+# Music providers by weight (see `musicdet synth --list-sources`) when a config names none;
+# those not installed are left out.
+DEFAULT_MUSIC_SOURCES = {"gm-scores": 0.4, "gm-arrangements": 0.45, "additive": 0.15}
+DEFAULT_SOLO_SOURCES = {"gm-solo": 0.8, "additive-sparse": 0.2}
+DEFAULT_PERCUSSION_SOURCES = {"gm-percussion": 0.8, "additive-percussion": 0.2}
+SOURCE_KEYS = ("music_sources", "solo_sources", "percussion_sources")
 
 
 @dataclass
@@ -31,6 +37,13 @@ class SynthConfig:
     channel_effects: bool = True  # band-limiting, compression, noise floor per programme
     noise_floor_db_max: float = -40.0  # loudest channel noise floor, dBFS
     speech_engine: SpeechEngine = "espeak"  # falls back to "formant" if espeak-ng is missing
+    # Music providers by weight for ordinary music, solo/sparse and percussion-only segments;
+    # None: the defaults above that are installed. A provider named here must be installed.
+    music_sources: dict[str, float] | None = None
+    solo_sources: dict[str, float] | None = None
+    percussion_sources: dict[str, float] | None = None
+    validation_fraction: float = 0.1  # share of programmes drawing on validation material
+    test_corpus: bool = False  # every programme draws on test material (a separate test set)
 
     def __post_init__(self) -> None:
         require(self.programme_seconds >= 1.0, "programme_seconds", "programme_seconds >= 1",
@@ -56,3 +69,20 @@ class SynthConfig:
                 "-90 <= noise_floor_db_max <= -10", self.noise_floor_db_max)
         require(self.speech_engine in ("espeak", "formant"), "speech_engine",
                 "speech_engine in ('espeak', 'formant')", self.speech_engine)
+        require(0.0 <= self.validation_fraction < 1.0, "validation_fraction",
+                "0 <= validation_fraction < 1", self.validation_fraction)
+        for key in SOURCE_KEYS:
+            _check_weights(key, getattr(self, key))
+
+
+def _check_weights(key: str, weights: dict[str, float] | None) -> None:
+    """Known music providers with non-negative weights, at least one positive."""
+    if weights is None:
+        return
+    from musicdet.synth.sources import registry
+
+    music = sorted(name for name, source in registry().items() if source.info.kind == "music")
+    for name, weight in weights.items():
+        require(name in music, f"{key}.{name}", f"a music source ({', '.join(music)})", name)
+        require(weight >= 0, f"{key}.{name}", "weight >= 0", weight)
+    require(sum(weights.values()) > 0, key, "at least one weight > 0", weights)

@@ -1,7 +1,10 @@
 """`write_corpus`: a folder of synthetic programmes in the generic label format.
 
 Programme ``i`` of a corpus depends only on ``(seed, i)``, so a larger corpus extends a
-smaller one, and rerunning with the same arguments leaves a complete folder untouched.
+smaller one, and rerunning with the same arguments leaves a complete folder untouched. Each
+programme draws on the material of one split (train or validation by a hash of ``(seed, i)``;
+test throughout for a test corpus), and corpus.json lists the validation programmes and the
+providers (with version and licence) that made the corpus.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from tqdm import tqdm
 import musicdet
 from musicdet.configtools import to_dict
 from musicdet.fsutil import atomic_path, write_text
+from musicdet.synth import sources
 from musicdet.synth.config import SynthConfig
 from musicdet.synth.dsp import SAMPLE_RATE
-from musicdet.synth.programme import Segments, generate_programme
-from musicdet.synth.speech import espeak_available
+from musicdet.synth.programme import Segments, generate_programme, palette
+from musicdet.synth.sources import Split
 
 MANIFEST = "corpus.json"
 
@@ -29,6 +33,14 @@ MANIFEST = "corpus.json"
 def programme_seed(seed: int, index: int) -> int:
     """The seed of programme ``index`` in the corpus of ``seed`` (independent streams)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def programme_split(seed: int, index: int, config: SynthConfig) -> Split:
+    """The split whose material programme ``index`` draws on."""
+    if config.test_corpus:
+        return "test"
+    position = np.random.default_rng([seed, index, 1]).random()
+    return "validation" if position < config.validation_fraction else "train"
 
 
 def programme_paths(out_dir: Path, index: int) -> tuple[Path, Path]:
@@ -44,35 +56,43 @@ def write_segments(path: Path, segments: Segments) -> None:
 
 
 def write_corpus(out_dir: str | Path, hours: float, seed: int,
-                 config: SynthConfig | None = None, progress: bool = True) -> list[Path]:
+                 config: SynthConfig | None = None, progress: bool = True,
+                 cache_dir: str | Path | None = None) -> list[Path]:
     """Write ``hours`` of programmes (prog-NNNN.wav + .tsv) and corpus.json into ``out_dir``;
-    return the wav paths.
+    return the wav paths. Converted source material is cached in ``cache_dir`` (default: a
+    folder source-cache next to ``out_dir``).
 
-    If corpus.json shows the same seed, config, speech engine and package version, the
-    programmes already there are kept and only missing ones are made (a finished corpus is
-    not regenerated; a larger one extends it); otherwise every programme is rewritten.
-    Programmes beyond the requested count are removed. Every file is written atomically.
+    If corpus.json shows the same seed, config, providers (and their versions) and package
+    version, the programmes already there are kept and only missing ones are made (a finished
+    corpus is not regenerated; a larger one extends it); otherwise every programme is
+    rewritten. Programmes beyond the requested count are removed. Every file is written
+    atomically. A config naming a provider that is not installed raises `ConfigError`.
     """
     config = config or SynthConfig()
     if not (isinstance(hours, int | float) and hours > 0 and math.isfinite(hours)):
         raise ValueError(f"hours: expected a positive number of hours, got {hours!r}")
     out_dir = Path(out_dir)
+    sources.set_cache_dir(cache_dir if cache_dir is not None else out_dir.parent / "source-cache")
     count = max(1, math.ceil(hours * 3600 / config.programme_seconds - 1e-9))
     identity = _identity(seed, config)
     reuse = _read_identity(out_dir) == identity
     if not reuse:
         (out_dir / MANIFEST).unlink(missing_ok=True)
-    wavs = []
+    wavs, validation = [], []
     for index in tqdm(range(count), desc="synth", unit="prog", disable=not progress):
         wav, tsv = programme_paths(out_dir, index)
+        split = programme_split(seed, index, config)
+        if split == "validation":
+            validation.append(wav.stem)
         if not (reuse and wav.exists() and tsv.exists()):
-            audio, segments = generate_programme(programme_seed(seed, index), config)
+            audio, segments = generate_programme(programme_seed(seed, index), config, split)
             with atomic_path(wav) as tmp:
                 sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
             write_segments(tsv, segments)
         wavs.append(wav)
     _remove_programmes_from(out_dir, count)
-    summary = json.dumps({**identity, "hours": hours, "programmes": count}, indent=2) + "\n"
+    summary = json.dumps({**identity, "hours": hours, "programmes": count,
+                          "validation": validation}, indent=2) + "\n"
     manifest = out_dir / MANIFEST
     if not manifest.exists() or manifest.read_text(encoding="utf-8") != summary:
         write_text(manifest, summary)
@@ -86,11 +106,14 @@ def _remove_programmes_from(out_dir: Path, count: int) -> None:
             path.unlink()
 
 
+IDENTITY_KEYS = ("seed", "config", "speech_engine", "sources", "version")
+
+
 def _identity(seed: int, config: SynthConfig) -> dict[str, Any]:
     """What makes programme ``i`` what it is (hours only decides how many there are)."""
-    engine = config.speech_engine if espeak_available() else "formant"
-    return {"seed": seed, "config": to_dict(config), "speech_engine": engine,
-            "version": musicdet.__version__}
+    chosen = palette(config)
+    return {"seed": seed, "config": to_dict(config), "speech_engine": chosen.speech_engine,
+            "sources": sources.describe(chosen.providers()), "version": musicdet.__version__}
 
 
 def _read_identity(out_dir: Path) -> dict[str, Any] | None:
@@ -100,4 +123,4 @@ def _read_identity(out_dir: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict):
         return None
-    return {key: data.get(key) for key in ("seed", "config", "speech_engine", "version")}
+    return {key: data.get(key) for key in IDENTITY_KEYS}

@@ -80,3 +80,12 @@ def add_at(buffer: np.ndarray, x: np.ndarray, start: int) -> None:
     end = min(start + len(x), len(buffer))
     if end > start:
         buffer[start:end] += x[: end - start]
+
+
+def compress(audio: np.ndarray, threshold_db: float, ratio: float) -> np.ndarray:
+    """Feed-forward RMS compressor (20 ms envelope) with make-up gain to the input level."""
+    smoothing = np.exp(-1.0 / (0.02 * SAMPLE_RATE))
+    power = signal.lfilter([1 - smoothing], [1, -smoothing], np.square(audio))
+    level_db = 10 * np.log10(np.maximum(power, 1e-12))
+    gain_db = np.minimum(0.0, (threshold_db - level_db) * (1 - 1 / ratio))
+    return set_level(audio * 10 ** (gain_db / 20), 20 * np.log10(max(rms(audio), 1e-9)))

@@ -273,14 +273,14 @@ def _chord_track(rng: np.random.Generator, style: Style, key: Key, roots: list[i
     out = np.zeros(total)
     for bar, root in enumerate(roots):
         chord = key.chord(root, size)
-        for onset_beats, notes, hold_beats in _voicing(style.chord_mode, chord):
+        for onset_beats, notes, hold_beats in voicing(style.chord_mode, chord):
             for note in notes:
                 add_at(out, tone(instrument, note, hold_beats * beat_s, rng),
                        samples((bar * 4 + onset_beats) * beat_s))
     return out
 
 
-def _voicing(mode: str, chord: list[int]) -> list[tuple[float, list[int], float]]:
+def voicing(mode: str, chord: list[int]) -> list[tuple[float, list[int], float]]:
     """(onset in beats, notes, hold in beats) for one bar of ``chord`` played in ``mode``."""
     if mode == "arpeggio":
         order = chord + [chord[0] + 12] + chord[1:][::-1]
@@ -292,11 +292,11 @@ def _voicing(mode: str, chord: list[int]) -> list[tuple[float, list[int], float]
 
 def _melody_track(rng: np.random.Generator, instrument: str, key: Key, beat_s: float,
                   n_bars: int, total: int) -> np.ndarray:
-    motif = _motif(rng)
+    tune = motif(rng)
     out = np.zeros(total)
     for phrase_start in range(0, n_bars, 2):
         transpose = int(rng.choice([0, 0, 2, -2, 4]))
-        for onset, degree, hold in motif:
+        for onset, degree, hold in tune:
             if rng.random() < 0.9:
                 note = key.note(degree + transpose, 1)
                 add_at(out, tone(instrument, note, hold * beat_s, rng),
@@ -304,7 +304,7 @@ def _melody_track(rng: np.random.Generator, instrument: str, key: Key, beat_s: f
     return out
 
 
-def _motif(rng: np.random.Generator) -> list[tuple[float, int, float]]:
+def motif(rng: np.random.Generator) -> list[tuple[float, int, float]]:
     """A two-bar tune: (onset in beats, scale degree, hold in beats), a bounded random walk."""
     notes, onset, degree = [], 0.0, int(rng.integers(0, 5))
     while onset < 8:
@@ -331,18 +331,3 @@ def sparse_music(rng: np.random.Generator, seconds: float) -> np.ndarray:
         onset += rng.uniform(0.6, 2.5)
     return set_level(fit_length(out, n), -20.0).astype(np.float32)
 
-
-def jingle(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """A station jingle: a fast rising arpeggio into a held chord, bright instruments."""
-    key = Key(int(rng.integers(55, 67)), SCALES["major"])
-    instrument = str(rng.choice(["bell", "brass", "lead", "pluck", "epiano"]))
-    step_s = rng.uniform(0.08, 0.16)
-    n = samples(seconds)
-    out = np.zeros(n + samples(2.0))
-    run = [key.note(d) for d in range(0, 8, 2)] + [key.note(7)]
-    for i, note in enumerate(run):
-        add_at(out, tone(instrument, note, step_s, rng), samples(i * step_s))
-    for note in key.chord(0, 4):
-        add_at(out, tone("pad" if instrument == "lead" else instrument, note + 12,
-                         max(seconds - len(run) * step_s, 0.3), rng), samples(len(run) * step_s))
-    return set_level(fade(fit_length(out, n), 0.0, 0.3), -20.0).astype(np.float32)

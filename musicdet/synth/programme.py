@@ -3,26 +3,31 @@ channel (band-limiting, compression, noise floor), as on TV or radio."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
-from musicdet.synth import music, sounds
-from musicdet.synth.config import SynthConfig
+from musicdet.synth import sounds, sources
+from musicdet.synth.config import (
+    DEFAULT_MUSIC_SOURCES,
+    DEFAULT_PERCUSSION_SOURCES,
+    DEFAULT_SOLO_SOURCES,
+    SynthConfig,
+)
 from musicdet.synth.dsp import (
     SAMPLE_RATE,
     add_at,
     band,
+    compress,
     db_to_gain,
     fade,
     pink_noise,
-    rms,
     samples,
     set_level,
 )
-from musicdet.synth.speech import espeak_available, speech, sustained_vowel
+from musicdet.synth.sources import Split
+from musicdet.synth.speech import espeak_available, speech
 
 MUSIC, NO_MUSIC = "music", "no-music"
 Segments = list[tuple[float, float, str]]
@@ -31,13 +36,53 @@ EASY_KINDS = {
     MUSIC: {"music": 0.4, "speech_over_music": 0.45, "jingle": 0.15},
     NO_MUSIC: {"speech": 0.7, "ambience": 0.2, "room": 0.1},
 }
+# Singing and chant are music (OpenBMAT's convention), so no sung-like sound is a no-music case.
 HARD_KINDS = {
-    MUSIC: ("sparse_music", "quiet_music", "music_with_crowd"),
-    NO_MUSIC: ("tonal", "speech_over_tonal", "sustained_vowel"),
+    MUSIC: ("solo_music", "percussion_music", "quiet_music", "music_with_crowd"),
+    NO_MUSIC: ("tonal", "speech_over_tonal"),
 }
 # Band edges (Hz, None = open) of the broadcast channel, and how often each is drawn.
 CHANNEL_BANDS = (((None, None), 0.3), ((80, 7000), 0.3), ((300, 3400), 0.15),
                  ((None, 4500), 0.15), ((150, None), 0.1))
+
+
+@dataclass(frozen=True)
+class Palette:
+    """What a programme draws from: its split, speech engine and music providers by weight
+    (ensembles and bands, solo and sparse, percussion only)."""
+
+    split: Split
+    speech_engine: str
+    music: Mapping[str, float]
+    solo: Mapping[str, float]
+    percussion: Mapping[str, float]
+
+    def draw(self, rng: np.random.Generator, weights: Mapping[str, float], seconds: float
+             ) -> np.ndarray:
+        """``seconds`` of music from one provider of ``weights``, drawn by weight."""
+        names = list(weights)
+        p = np.array([weights[name] for name in names])
+        name = names[rng.choice(len(names), p=p / p.sum())]
+        return sources.registry()[name].draw(rng, seconds, self.split)
+
+    def providers(self) -> list[str]:
+        """Names of every provider this palette may draw from."""
+        speech_source = "espeak" if self.speech_engine == "espeak" else "formant-speech"
+        return sorted({*self.music, *self.solo, *self.percussion, speech_source,
+                       "procedural-noise"})
+
+
+def palette(config: SynthConfig, split: Split = "train") -> Palette:
+    """The providers ``config`` asks for (or the best available); a `ConfigError` naming the
+    key if one is missing."""
+    engine = config.speech_engine if espeak_available() else "formant"
+    return Palette(split, engine,
+                   sources.resolve_weights(config.music_sources, DEFAULT_MUSIC_SOURCES,
+                                           "music_sources"),
+                   sources.resolve_weights(config.solo_sources, DEFAULT_SOLO_SOURCES,
+                                           "solo_sources"),
+                   sources.resolve_weights(config.percussion_sources,
+                                           DEFAULT_PERCUSSION_SOURCES, "percussion_sources"))
 
 
 @dataclass(frozen=True)
@@ -50,21 +95,23 @@ class PlannedSegment:
     offset_ms: int
 
 
-def generate_programme(seed: int, config: SynthConfig) -> tuple[np.ndarray, Segments]:
-    """One synthetic programme: float32 mono 16 kHz audio of ``config.programme_seconds`` and
-    its segments (onset_s, offset_s, "music" | "no-music") tiling it without gaps.
+def generate_programme(seed: int, config: SynthConfig, split: Split = "train"
+                       ) -> tuple[np.ndarray, Segments]:
+    """One synthetic programme from ``split``'s material: float32 mono 16 kHz audio of
+    ``config.programme_seconds`` and its segments (onset_s, offset_s, "music" | "no-music")
+    tiling it without gaps.
 
-    Deterministic: the same ``seed`` and ``config`` give the same samples.
+    Deterministic: the same ``seed``, ``config``, split and providers give the same samples.
     """
+    chosen = palette(config, split)
     rng = np.random.default_rng(seed)
-    engine = config.speech_engine if espeak_available() else "formant"
     plan = plan_segments(rng, config)
     audio = np.zeros(samples(plan[-1].offset_ms / 1000))
     transitions = [0.0] + [_transition_s(rng, config) for _ in plan[1:]] + [0.0]
     for index, segment in enumerate(plan):
         fade_in, fade_out = transitions[index], transitions[index + 1]
         length_s = (segment.offset_ms - segment.onset_ms) / 1000 + (fade_in + fade_out) / 2
-        clip = SEGMENT_RENDERERS[segment.kind](rng, length_s, config, engine)
+        clip = SEGMENT_RENDERERS[segment.kind](rng, length_s, config, chosen)
         clip = fade(clip * db_to_gain(rng.uniform(-6.0, 4.0)), fade_in, fade_out)
         add_at(audio, clip, samples(segment.onset_ms / 1000 - fade_in / 2))
     audio = set_level(audio, rng.uniform(-26.0, -16.0))
@@ -140,99 +187,86 @@ def broadcast_channel(rng: np.random.Generator, audio: np.ndarray,
     return out + band(pink_noise(rng, len(out)), 40, 7500) * db_to_gain(noise_db)
 
 
-def compress(audio: np.ndarray, threshold_db: float, ratio: float) -> np.ndarray:
-    """Feed-forward RMS compressor (20 ms envelope) with make-up gain to the input level."""
-    smoothing = np.exp(-1.0 / (0.02 * SAMPLE_RATE))
-    power = signal.lfilter([1 - smoothing], [1, -smoothing], np.square(audio))
-    level_db = 10 * np.log10(np.maximum(power, 1e-12))
-    gain_db = np.minimum(0.0, (threshold_db - level_db) * (1 - 1 / ratio))
-    return set_level(audio * 10 ** (gain_db / 20), 20 * np.log10(max(rms(audio), 1e-9)))
+Renderer = Callable[[np.random.Generator, float, SynthConfig, Palette], np.ndarray]
 
 
-Renderer = Callable[[np.random.Generator, float, SynthConfig, str], np.ndarray]
-
-
-def _music(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _music(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
            ) -> np.ndarray:
-    return music.render_music(rng, seconds)
+    return palette.draw(rng, palette.music, seconds)
 
 
 def _speech_over_music(rng: np.random.Generator, seconds: float, config: SynthConfig,
-                       engine: str) -> np.ndarray:
+                       palette: Palette) -> np.ndarray:
     bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
-    return speech(rng, seconds, engine) + music.render_music(rng, seconds) * db_to_gain(bed_db)
+    voice = speech(rng, seconds, palette.speech_engine)
+    return voice + palette.draw(rng, palette.music, seconds) * db_to_gain(bed_db)
 
 
-def _jingle(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _jingle(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
             ) -> np.ndarray:
-    return music.jingle(rng, seconds)
+    return fade(palette.draw(rng, palette.music, seconds), 0.0, min(0.3, seconds / 4))
 
 
-def _sparse_music(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
-                  ) -> np.ndarray:
-    return music.sparse_music(rng, seconds)
+def _solo_music(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
+                ) -> np.ndarray:
+    return palette.draw(rng, palette.solo, seconds)
 
 
-def _quiet_music(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _percussion_music(rng: np.random.Generator, seconds: float, config: SynthConfig,
+                      palette: Palette) -> np.ndarray:
+    return palette.draw(rng, palette.percussion, seconds)
+
+
+def _quiet_music(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
                  ) -> np.ndarray:
-    quiet = music.render_music(rng, seconds) * db_to_gain(config.quiet_music_db)
+    quiet = palette.draw(rng, palette.music, seconds) * db_to_gain(config.quiet_music_db)
     return quiet + sounds.room_tone(rng, seconds) * db_to_gain(config.quiet_music_db - 6.0)
 
 
 def _music_with_crowd(rng: np.random.Generator, seconds: float, config: SynthConfig,
-                      engine: str) -> np.ndarray:
+                      palette: Palette) -> np.ndarray:
     crowd = sounds.applause(rng, seconds) if rng.random() < 0.5 else sounds.crowd(
-        rng, seconds, engine)
+        rng, seconds, palette.speech_engine)
     bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
-    return crowd + music.render_music(rng, seconds) * db_to_gain(bed_db)
+    return crowd + palette.draw(rng, palette.music, seconds) * db_to_gain(bed_db)
 
 
-def _speech(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _speech(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
             ) -> np.ndarray:
-    voice = speech(rng, seconds, engine)
+    voice = speech(rng, seconds, palette.speech_engine)
     if rng.random() >= config.background_noise_rate:
         return voice
-    return voice + _ambience(rng, seconds, config, engine) * db_to_gain(rng.uniform(-20.0, -5.0))
+    return voice + _ambience(rng, seconds, config, palette) * db_to_gain(rng.uniform(-20.0, -5.0))
 
 
-def _ambience(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _ambience(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
               ) -> np.ndarray:
-    name = str(rng.choice(["applause", "street", "crowd"]))
-    if name == "crowd":
-        return sounds.crowd(rng, seconds, engine)
-    return sounds.AMBIENCES[name](rng, seconds)
+    return sounds.ambience(rng, seconds, palette.speech_engine)
 
 
-def _room(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _room(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
           ) -> np.ndarray:
     return sounds.room_tone(rng, seconds) * db_to_gain(rng.uniform(-30.0, -15.0))
 
 
-def _tonal(rng: np.random.Generator, seconds: float, config: SynthConfig, engine: str
+def _tonal(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
            ) -> np.ndarray:
     return sounds.TONAL[str(rng.choice(list(sounds.TONAL)))](rng, seconds)
 
 
 def _speech_over_tonal(rng: np.random.Generator, seconds: float, config: SynthConfig,
-                       engine: str) -> np.ndarray:
+                       palette: Palette) -> np.ndarray:
     bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
-    return speech(rng, seconds, engine) + _tonal(rng, seconds, config, engine) * db_to_gain(bed_db)
-
-
-def _sustained_vowel(rng: np.random.Generator, seconds: float, config: SynthConfig,
-                     engine: str) -> np.ndarray:
-    vowel_s = min(rng.uniform(0.6, 2.0), seconds / 2)
-    before_s = rng.uniform(0, seconds - vowel_s)
-    parts = [speech(rng, before_s, engine), sustained_vowel(rng, vowel_s),
-             speech(rng, seconds - vowel_s - before_s, engine)]
-    return np.concatenate(parts)
+    voice = speech(rng, seconds, palette.speech_engine)
+    return voice + _tonal(rng, seconds, config, palette) * db_to_gain(bed_db)
 
 
 SEGMENT_RENDERERS: dict[str, Renderer] = {
     "music": _music,
     "speech_over_music": _speech_over_music,
     "jingle": _jingle,
-    "sparse_music": _sparse_music,
+    "solo_music": _solo_music,
+    "percussion_music": _percussion_music,
     "quiet_music": _quiet_music,
     "music_with_crowd": _music_with_crowd,
     "speech": _speech,
@@ -240,5 +274,4 @@ SEGMENT_RENDERERS: dict[str, Renderer] = {
     "room": _room,
     "tonal": _tonal,
     "speech_over_tonal": _speech_over_tonal,
-    "sustained_vowel": _sustained_vowel,
 }

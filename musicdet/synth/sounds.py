@@ -125,4 +125,12 @@ def hum(rng: np.random.Generator, seconds: float) -> np.ndarray:
 
 
 AMBIENCES: dict[str, Sound] = {"applause": applause, "street": street, "room": room_tone}
+
+
+def ambience(rng: np.random.Generator, seconds: float, engine: str = "espeak") -> np.ndarray:
+    """Applause, street noise or a crowd murmur (talkers spoken by ``engine``), -20 dBFS."""
+    name = str(rng.choice(["applause", "street", "crowd"]))
+    if name == "crowd":
+        return crowd(rng, seconds, engine)
+    return AMBIENCES[name](rng, seconds)
 TONAL: dict[str, Sound] = {"siren": siren, "phone": phone_tone, "beeps": beeps, "hum": hum}

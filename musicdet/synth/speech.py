@@ -270,12 +270,3 @@ def _consonant(rng: np.random.Generator) -> np.ndarray:
         return np.concatenate([np.zeros(samples(rng.uniform(0.02, 0.06))), burst])
     return np.zeros(samples(rng.uniform(0.0, 0.03)))  # vowel onset
 
-
-def sustained_vowel(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """A long, steady, sung-like vowel with vibrato (tonal but not music), -20 dBFS."""
-    n = samples(seconds)
-    t = np.arange(n) / SAMPLE_RATE
-    vibrato = 1.0 + rng.uniform(0.005, 0.03) * np.sin(2 * np.pi * rng.uniform(4.5, 6.5) * t)
-    f0 = rng.uniform(110, 330) * vibrato
-    formants = VOWEL_FORMANTS[rng.integers(len(VOWEL_FORMANTS))]
-    return fade(set_level(voiced(rng, f0, formants), -20.0), 0.08, 0.15)
