@@ -22,8 +22,9 @@ setup: $(STAMP)
 
 # Optional: better SoundFonts from Debian, preferred by the corpus when present
 # (musicdet synth --list-sources shows what is used).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 sources-debian:
-	sudo apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small
+	$(SUDO) apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small
 
 demo: setup
 	$(BIN)/python -m search.demo studies/smoke.yaml
