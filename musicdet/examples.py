@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tqdm import tqdm
@@ -10,7 +11,8 @@ from .config import DataConfig
 from .datasets import LabelledAudio, frame_labels, read_dataset
 from .features import FeatureCache, FeatureConfig
 from .sequences import Example
-from .synth import write_corpus
+from .synth import SynthConfig, write_corpus
+from .synth.corpus import MANIFEST
 
 
 def synth_corpus_dir(data: DataConfig) -> Path:
@@ -24,12 +26,23 @@ def labelled_audio(data: DataConfig, progress: bool = True) -> list[LabelledAudi
     """The labelled files ``data`` names; the embedded corpus is synthesised on first use."""
     if data.format == "synth":
         root = synth_corpus_dir(data)
-        write_corpus(root, hours=data.synth_hours, seed=data.synth_seed, progress=progress)
+        write_corpus(root, hours=data.synth_hours, seed=data.synth_seed,
+                     config=SynthConfig(validation_fraction=data.validation_fraction),
+                     progress=progress)
         return read_dataset("generic", root)
     options = {}
     if data.format == "openbmat":
         options = {"annotator": data.annotator, "folds": data.folds}
     return read_dataset(data.format, data.path, label_map=data.label_map or None, **options)
+
+
+def synth_validation(data: DataConfig) -> set[str] | None:
+    """For the embedded corpus, the programmes made from validation material (corpus.json):
+    the files training holds out. None for other formats."""
+    if data.format != "synth":
+        return None
+    manifest = json.loads((synth_corpus_dir(data) / MANIFEST).read_text(encoding="utf-8"))
+    return set(manifest["validation"])
 
 
 def load_examples(

@@ -58,6 +58,19 @@ def split_by_file(
     return train, validation
 
 
+def split_by_name(
+    examples: Sequence[Example], held_out: set[str]
+) -> tuple[list[Example], list[Example]]:
+    """Hold out the files named in ``held_out`` (each side must keep at least one file)."""
+    train = [e for e in examples if e.name not in held_out]
+    validation = [e for e in examples if e.name in held_out]
+    if not train or not validation:
+        raise ValueError(f"need at least one training and one held-out file, got {len(train)} "
+                         f"and {len(validation)}; make the corpus longer or change "
+                         "data.validation_fraction")
+    return train, validation
+
+
 def random_batches(
     examples: Sequence[Example],
     n_sequences: int,

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
 from .detect import Smoothing, median_smooth
 from .devices import choose_device
-from .examples import load_examples
+from .examples import load_examples, synth_validation
 from .features import Normalizer
 from .fsutil import atomic_path, write_text
 from .losses import Loss, build_loss, evaluate_loss
@@ -46,6 +46,7 @@ from .sequences import (
     sequential_batches,
     sigmoid,
     split_by_file,
+    split_by_name,
 )
 
 CHECKPOINT = "checkpoint.pt"
@@ -130,8 +131,15 @@ class TrainResult:
 
 
 def prepare_data(config: RunConfig, progress: bool = True) -> PreparedData:
-    """Labelled files → cached features → the by-file validation split of ``config``."""
+    """Labelled files → cached features → the by-file validation split of ``config``.
+
+    The embedded corpus holds out its own validation programmes (made from validation
+    material only, so no score is on both sides); other data a seeded share of the files.
+    """
     examples = load_examples(config.data, config.features, progress)
+    held_out = synth_validation(config.data)
+    if held_out is not None:
+        return PreparedData(*split_by_name(examples, held_out))
     train, validation = split_by_file(examples, config.data.validation_fraction, config.seed)
     return PreparedData(train, validation)
 

@@ -42,9 +42,17 @@ def data(cache: Path) -> PreparedData:
     return prepare_data(tiny_config(cache), progress=False)
 
 
-def test_prepare_data_splits_by_file(data: PreparedData) -> None:
-    assert len(data.train) >= 1 and len(data.validation) >= 1
-    assert not {e.name for e in data.train} & {e.name for e in data.validation}
+def test_prepare_data_holds_out_the_corpus_validation_programmes(
+        data: PreparedData, cache: Path) -> None:
+    """Validation 0.34 on 3 programmes: programme 0 is made from validation material only."""
+    corpus = next((cache / "corpus").glob("synth-*"))
+    assert json.loads((corpus / "corpus.json").read_text())["validation"] == ["prog-0000"]
+    assert [e.name for e in data.validation] == ["prog-0000"]
+    assert [e.name for e in data.train] == ["prog-0001", "prog-0002"]
+    for example in data.train + data.validation:
+        assert example.features.shape == (example.frames, 140)
+        assert example.features.dtype == np.float32
+        assert set(np.unique(example.labels)) <= {0.0, 1.0}
     for example in data.train + data.validation:
         assert example.features.shape == (example.frames, 140)
         assert example.features.dtype == np.float32

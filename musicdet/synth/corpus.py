@@ -2,9 +2,10 @@
 
 Programme ``i`` of a corpus depends only on ``(seed, i)``, so a larger corpus extends a
 smaller one, and rerunning with the same arguments leaves a complete folder untouched. Each
-programme draws on the material of one split (train or validation by a hash of ``(seed, i)``;
-test throughout for a test corpus), and corpus.json lists the validation programmes and the
-providers (with version and licence) that made the corpus.
+programme draws on the material of one split (every ``round(1 / validation_fraction)``-th
+programme, from programme 0, on validation material, the others on training material; test
+throughout for a test corpus), and corpus.json lists the validation programmes — the ones
+`musicdet train` holds out — and the providers (with version and licence) that made it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ def programme_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def programme_split(seed: int, index: int, config: SynthConfig) -> Split:
-    """The split whose material programme ``index`` draws on."""
+def programme_split(index: int, config: SynthConfig) -> Split:
+    """The split whose material programme ``index`` draws on: a fixed stride, so that a
+    larger corpus keeps a smaller one's validation programmes and every corpus of at least
+    one programme holds some (when ``validation_fraction`` > 0)."""
     if config.test_corpus:
         return "test"
-    position = np.random.default_rng([seed, index, 1]).random()
-    return "validation" if position < config.validation_fraction else "train"
+    if config.validation_fraction == 0:
+        return "train"
+    stride = max(1, round(1 / config.validation_fraction))
+    return "validation" if index % stride == 0 else "train"
 
 
 def programme_paths(out_dir: Path, index: int) -> tuple[Path, Path]:
@@ -81,7 +86,7 @@ def write_corpus(out_dir: str | Path, hours: float, seed: int,
     wavs, validation = [], []
     for index in tqdm(range(count), desc="synth", unit="prog", disable=not progress):
         wav, tsv = programme_paths(out_dir, index)
-        split = programme_split(seed, index, config)
+        split = programme_split(index, config)
         if split == "validation":
             validation.append(wav.stem)
         if not (reuse and wav.exists() and tsv.exists()):
