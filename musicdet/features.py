@@ -180,15 +180,15 @@ class MelScaler:
         out = np.array(frames, dtype=np.float32)
         mel = out[:, : config.n_mels]
         if config.mel_scaling == "log":
-            np.log(np.maximum(mel, config.log_floor, out=mel), out=mel)
+            _floored_log(mel, config.log_floor)
         elif len(mel):
             mel[:] = self._pcen(mel)
         return out
 
     def _pcen(self, energies: np.ndarray) -> np.ndarray:
         config = self.config
-        amplitude = np.sqrt(np.where(energies < config.log_floor, 0.0, energies.astype(np.float64)))
-        amplitude *= PCEN_INPUT_SCALE
+        energies = np.where(energies < config.log_floor, 0.0, energies.astype(np.float64))
+        amplitude = np.sqrt(energies) * PCEN_INPUT_SCALE
         if self._state is None:  # steady state of the first frame
             b = _pcen_coefficient(config)
             self._state = scipy.signal.lfilter_zi([b], [1, b - 1]) * amplitude[:1]
@@ -207,8 +207,12 @@ def _pcen_coefficient(config: FeatureConfig) -> float:
 
 def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(T, n_mels) float32 natural-log Mel energies on the centred frame grid."""
-    out = mel_energies(_checked_signal(audio), config)
-    return np.log(np.maximum(out, config.log_floor, out=out), out=out)
+    return _floored_log(mel_energies(_checked_signal(audio), config), config.log_floor)
+
+
+def _floored_log(energies: np.ndarray, floor: float) -> np.ndarray:
+    """``log(max(energies, floor))`` in place; returns ``energies``."""
+    return np.log(np.maximum(energies, floor, out=energies), out=energies)
 
 
 def mel_energies(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
