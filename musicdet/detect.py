@@ -34,7 +34,7 @@ from .audio import AudioError, audio_duration, find_audio, stream_audio
 from .configtools import require
 from .datasets import MUSIC, NO_MUSIC
 from .devices import choose_device
-from .features import FeatureConfig, extract_features
+from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, save_npy, write_text
 from .modelfile import Detector, load_model
 from .sequences import sigmoid
@@ -227,8 +227,10 @@ def stream_features(
 
     Their concatenation equals ``extract_features`` of the whole signal: each block is
     extracted with at least half a window of audio context on both sides (or the signal's
-    own edge), and only frames whose window lies inside that audio are kept.
+    own edge), only frames whose window lies inside that audio are kept, and one `MelScaler`
+    scales them in order (PCEN carries its filter state on).
     """
+    scale = MelScaler(config)
     hop = config.hop_length
     context = hop * math.ceil(config.win_length / hop)  # samples, a multiple of hop
     audio = np.zeros(0, dtype=np.float32)
@@ -240,9 +242,10 @@ def stream_features(
         stop = None if last else (end - context) // hop + 1  # frames with full context
         if stop is not None and stop <= next_frame:
             continue
-        features = extract_features(audio, config)
+        features = frame_features(audio, config)
         first = next_frame - audio_start // hop
-        yield features[first:] if stop is None else features[first : stop - audio_start // hop]
+        yield scale(features[first:] if stop is None else
+                    features[first : stop - audio_start // hop])
         if stop is None:
             return
         next_frame = stop

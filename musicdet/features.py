@@ -14,6 +14,12 @@ frames. The signal is zero-padded by half a window on both sides for both blocks
   digital silence gives the finite value ``log(log_floor)``. Equal to
   ``librosa.feature.melspectrogram`` with the same settings within 0.1 % of each band's
   energy (≈1e-6 on noise), plus float32 round-off up to 1e-8 of the frame's strongest band.
+  With ``mel_scaling: pcen`` the Mel block is per-channel energy normalisation instead
+  (`MelScaler`): ``librosa.pcen`` with librosa's defaults (gain 0.98, bias 2, power 0.5,
+  time constant 0.4 s, eps 1e-6), set for Mel amplitudes of 32-bit audio, so its input is
+  ``sqrt(energy) · 2**31``; energies below ``log_floor`` count as silence (0). Its
+  smoother starts in the steady state of the first frame and runs through the file, so
+  PCEN frames depend on all earlier audio: streaming carries the filter state on.
 * Chroma: openSMILE with the config shipped beside this module (``chroma.conf``):
   chroma[0] is C, chroma[9] is A; each frame sums to 1, or is all zero without energy.
   At 25 ms the FFT bins are 31.25 Hz apart, so semitones are resolved from about 440 Hz
@@ -32,12 +38,13 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import librosa
 import numpy as np
 import opensmile
 import scipy.fft
+import scipy.signal
 from scipy.ndimage import maximum_filter1d
 from tqdm import tqdm
 
@@ -57,6 +64,9 @@ _CHROMA_LEVEL = "chroma"  # the sink level in CHROMA_CONFIG
 _INT16_MAX = 32767 / 32768  # openSMILE receives int16(signal * 32768)
 _MEL_CHUNK_FRAMES = 256  # frames per FFT batch: the spectrum (1 MB) stays in cache
 _MEL_GROUP_BANDS = 8  # Mel bands multiplied together over the FFT bins they share
+MelScaling = Literal["log", "pcen"]
+PCEN_INPUT_SCALE = 2.0**31  # Mel amplitudes of [-1, 1) audio → the 32-bit scale of librosa's
+PCEN_TIME_CONSTANT = 0.4  # seconds (librosa's default, as gain, bias, power and eps)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class FeatureConfig:
     fmin: float = 64.0
     fmax: float = 8000.0
     log_floor: float = 1e-10  # Mel energies below it are raised to it before the log
+    mel_scaling: MelScaling = "log"  # log: the paper's log-Mel; pcen: see the module doc
 
     def __post_init__(self) -> None:
         require(
@@ -131,22 +142,81 @@ def num_frames(num_samples: int, config: FeatureConfig) -> int:
 
 
 def extract_features(audio: np.ndarray, config: FeatureConfig | None = None) -> np.ndarray:
-    """Raw (T, 140) float32 features of a 16 kHz mono signal: log-Mel then chroma."""
+    """Raw (T, 140) float32 features of a 16 kHz mono signal: scaled Mel block then chroma."""
     config = config or FeatureConfig()
+    return MelScaler(config)(frame_features(audio, config))
+
+
+def frame_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(T, dims) float32 Mel energies (before `MelScaler`) then chroma: each frame depends only
+    on the audio under its window, so blocks of audio with context give the same frames."""
     audio = _checked_signal(audio)
-    mel = log_mel(audio, config)
+    energies = mel_energies(audio, config)
     chroma = chroma_features(audio, config)
     expected = num_frames(len(audio), config)
-    if not len(mel) == len(chroma) == expected:
+    if not len(energies) == len(chroma) == expected:
         raise RuntimeError(
-            f"frame grids differ: {len(mel)} log-Mel, {len(chroma)} chroma frames, "
+            f"frame grids differ: {len(energies)} Mel, {len(chroma)} chroma frames, "
             f"{expected} expected for {len(audio)} samples"
         )
-    return np.concatenate([mel, chroma], axis=1)
+    return np.concatenate([energies, chroma], axis=1)
+
+
+class MelScaler:
+    """Scales the Mel block of consecutive `frame_features` blocks of one signal.
+
+    log: ``log(max(energy, log_floor))``, frame by frame. pcen: ``librosa.pcen`` (module doc)
+    with its low-pass filter state carried from block to block, so the blocks' results equal
+    the whole signal's up to float rounding.
+    """
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self._state: np.ndarray | None = None  # PCEN filter state after the last frame
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """(T, dims) with Mel energies → (T, dims) float32 with the Mel block scaled."""
+        config = self.config
+        out = np.array(frames, dtype=np.float32)
+        mel = out[:, : config.n_mels]
+        if config.mel_scaling == "log":
+            _floored_log(mel, config.log_floor)
+        elif len(mel):
+            mel[:] = self._pcen(mel)
+        return out
+
+    def _pcen(self, energies: np.ndarray) -> np.ndarray:
+        config = self.config
+        energies = np.where(energies < config.log_floor, 0.0, energies.astype(np.float64))
+        amplitude = np.sqrt(energies) * PCEN_INPUT_SCALE
+        if self._state is None:  # steady state of the first frame
+            b = _pcen_coefficient(config)
+            self._state = scipy.signal.lfilter_zi([b], [1, b - 1]) * amplitude[:1]
+        scaled, self._state = librosa.pcen(
+            amplitude, sr=config.sample_rate, hop_length=config.hop_length,
+            time_constant=PCEN_TIME_CONSTANT, axis=0, zi=self._state, return_zf=True,
+        )
+        return scaled
+
+
+def _pcen_coefficient(config: FeatureConfig) -> float:
+    """The smoother's coefficient b that ``librosa.pcen`` derives from its time constant."""
+    frames = PCEN_TIME_CONSTANT * config.sample_rate / config.hop_length
+    return float((np.sqrt(1 + 4 * frames**2) - 1) / (2 * frames**2))
 
 
 def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(T, n_mels) float32 natural-log Mel energies on the centred frame grid."""
+    return _floored_log(mel_energies(_checked_signal(audio), config), config.log_floor)
+
+
+def _floored_log(energies: np.ndarray, floor: float) -> np.ndarray:
+    """``log(max(energies, floor))`` in place; returns ``energies``."""
+    return np.log(np.maximum(energies, floor, out=energies), out=energies)
+
+
+def mel_energies(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(T, n_mels) float32 Mel power energies on the centred frame grid."""
     half = config.win_length // 2
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(audio, half), config.win_length)[
         :: config.hop_length
@@ -161,7 +231,6 @@ def log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
         rows = out[start : start + len(chunk)]
         for bands, bins, weights in _mel_groups(config):
             np.matmul(power[:, bins], weights, out=rows[:, bands])
-    np.log(np.maximum(out, config.log_floor, out=out), out=out)
     return out
 
 
@@ -369,13 +438,19 @@ class Normalizer:
 def signal_frames(matrix: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(T,) bool: frames of raw features (T, dims) whose window holds no digital silence.
 
-    A frame with every Mel band at the floor is silent; the frames up to
+    A frame with every Mel band at the floor (`mel_floor`) is silent; the frames up to
     ``ceil(win_length / hop_length)`` either side of one may hold some of its zero samples.
     """
-    floor = np.log(np.float32(config.log_floor))
-    silent = (matrix[:, : config.n_mels] <= floor).all(axis=1)
+    silent = (matrix[:, : config.n_mels] <= mel_floor(config)).all(axis=1)
     reach = math.ceil(config.win_length / config.hop_length)
     return ~maximum_filter1d(silent, size=2 * reach + 1, mode="constant", cval=False)
+
+
+def mel_floor(config: FeatureConfig) -> np.float32:
+    """The scaled Mel value of a band without energy: ``log(log_floor)``, or 0 for PCEN."""
+    if config.mel_scaling == "pcen":
+        return np.float32(0.0)
+    return np.log(np.float32(config.log_floor))
 
 
 def _checked_matrix(matrix: np.ndarray, dims: int, name: str) -> np.ndarray:

@@ -29,6 +29,8 @@ from .sequences import frame_logits, sigmoid
 
 FORMAT = "musicdet-model"
 FORMAT_VERSION = 1
+OLDER_DEFAULTS = {"model": {"input_norm": "none"}}
+"""Run-config options whose default changed, with the value files written before them used."""
 T = TypeVar("T")
 
 
@@ -200,7 +202,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector
             f"{__version__} reads version {FORMAT_VERSION}; retrain or use a matching musicdet"
         )
     try:
-        config = RunConfig.from_dict(meta["config"])
+        config = RunConfig.from_dict(_with_older_defaults(meta["config"]))
         normalizer = Normalizer.from_dict(meta["normalizer"])
         metrics = dict(meta["metrics"])
         point = _optional(OperatingPoint, meta, "operating_point")  # absent in older files
@@ -217,6 +219,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector
         raise ModelFileError(message) from None
     model.to(device).eval()
     return Detector(model, config, normalizer, metrics, point, training_data, versions)
+
+
+def _with_older_defaults(config: Any) -> Any:
+    """A stored run config with each of `OLDER_DEFAULTS` filled in where the file lacks it."""
+    if not isinstance(config, dict):
+        return config  # RunConfig.from_dict names the problem
+    filled = dict(config)
+    for section, values in OLDER_DEFAULTS.items():
+        if isinstance(filled.get(section, {}), dict):
+            filled[section] = {**values, **filled.get(section, {})}
+    return filled
 
 
 def _optional(cls: type[T], meta: dict[str, Any], key: str) -> T | None:

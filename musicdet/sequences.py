@@ -34,14 +34,18 @@ class Example:
 
 @dataclass
 class Batch:
-    """A minibatch of sequences: features (B, T, D), labels (B, T), mask (B, T)."""
+    """A minibatch of sequences: features (B, T, D), labels (B, T), mask (B, T), and lengths
+    (B,): each sequence's real frames, the rest zero padding (the mask leaves padding out too,
+    and also unlabelled frames, which are real)."""
 
     features: torch.Tensor
     labels: torch.Tensor
     mask: torch.Tensor
+    lengths: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.features.to(device), self.labels.to(device), self.mask.to(device))
+        return Batch(self.features.to(device), self.labels.to(device), self.mask.to(device),
+                     self.lengths.to(device))
 
 
 def split_by_file(
@@ -163,6 +167,8 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def _window(example: Example, start: int, frames: int) -> tuple[np.ndarray, ...]:
+    """Features, labels, mask of ``frames`` frames from ``start`` (zero-padded) and the number
+    of real ones."""
     stop = min(start + frames, example.frames)
     pad = frames - (stop - start)
     features = example.features[start:stop]
@@ -172,17 +178,18 @@ def _window(example: Example, start: int, frames: int) -> tuple[np.ndarray, ...]
         features = np.pad(features, ((0, pad), (0, 0)))
         labels = np.pad(labels, (0, pad))
         mask = np.pad(mask, (0, pad))
-    return features, labels, mask
+    return features, labels, mask, np.int64(stop - start)
 
 
 def _stack(windows: list[tuple[np.ndarray, ...]]) -> Batch:
     """Copied into torch's 64-byte aligned memory: MKL's float results depend on alignment, and
     numpy's arrays (sometimes only 16-byte aligned) made runs differ in the last bits."""
-    features, labels, mask = (np.stack(parts) for parts in zip(*windows, strict=True))
+    features, labels, mask, lengths = (np.stack(parts) for parts in zip(*windows, strict=True))
     return Batch(
         torch.tensor(features, dtype=torch.float32),
         torch.tensor(labels, dtype=torch.float32),
         torch.tensor(mask, dtype=torch.bool),
+        torch.tensor(lengths, dtype=torch.int64),
     )
 
 

@@ -289,7 +289,7 @@ def _train_epoch(
         start=1,
     ):
         batch = batch.to(device)
-        loss = loss_fn(model(batch.features), batch.labels, batch.mask)
+        loss = loss_fn(model(batch.features, batch.lengths), batch.labels, batch.mask)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"epoch {epoch}, step {step}: loss is {loss.item()}")
         optimiser.zero_grad(set_to_none=True)
@@ -320,7 +320,8 @@ def _validate(
     losses, frames = [], []
     for batch in sequential_batches(val_set, config.training.batch_size, window):
         batch = batch.to(device)
-        result = evaluate_loss(config.loss, model(batch.features), batch.labels, batch.mask)
+        logits = model(batch.features, batch.lengths)
+        result = evaluate_loss(config.loss, logits, batch.labels, batch.mask)
         if not result.degenerate:
             losses.append(result.loss.item())
             frames.append(int(batch.mask.sum()))

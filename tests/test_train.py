@@ -276,12 +276,12 @@ def test_validation_loss_leaves_out_single_class_batches_and_weights_frames(
     music, mixed = sequential_batches(normalised, 1, 300)  # one window per file
     with torch.no_grad():
         if loss == "ce":  # the mean over all 450 validation frames, not of the 2 batch means
-            bce = [F.binary_cross_entropy_with_logits(detector.model(b.features)[b.mask],
-                                                      b.labels[b.mask], reduction="sum")
-                   for b in (music, mixed)]
+            bce = [F.binary_cross_entropy_with_logits(
+                       detector.model(b.features, b.lengths)[b.mask], b.labels[b.mask],
+                       reduction="sum") for b in (music, mixed)]
             expected = float(sum(bce)) / 450
         else:  # the all-music window has no pair: left out, not averaged in as 0
-            expected = auc_loss(detector.model(mixed.features), mixed.labels,
+            expected = auc_loss(detector.model(mixed.features, mixed.lengths), mixed.labels,
                                 mask=mixed.mask).item()
     assert result.history[0].val_loss == pytest.approx(expected, rel=1e-5)
 

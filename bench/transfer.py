@@ -1,0 +1,157 @@
+"""Transfer from the embedded corpus to real audio, per loss × front end, over seeds.
+
+    python bench/transfer.py [REAL] [--hours 1] [--epochs 20] [--seeds 3]
+        [--losses ce aaucsum] [--front-ends none window pcen] [--hidden 128] [--out DIR]
+
+Trains the paper's model (2 × BiGRU, ``--hidden`` units) on ``--hours`` of the default
+embedded corpus (``data.format: synth``, corpus seed 0) with each loss (LossConfig types with
+the paper's parameters: aaucsum is aAUCsum(0.75, 0.001)), each front end (`FRONT_ENDS`) and
+training seeds 0 … N-1, then scores the labelled folder REAL (generic format; default
+../shared/realdev beside the repository) with `musicdet.evaluate.evaluate_model`. Prints
+per run the synthetic validation AUC of the kept epoch and REAL's pooled frame AUC and EER
+with 95 % bootstrap CIs over files, recall and F1 at precision 0.90; then per loss × front end
+the mean ± sd over seeds. Resumable: a run whose model file and REAL metrics are already in
+OUT is read, not redone (OUT/LOSS-FRONTEND-seedN/: the training folder, realdev/metrics.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from musicdet.config import RunConfig
+from musicdet.evaluate import METRICS_FILE, evaluate_model
+from musicdet.losses import LOSS_TYPES
+from musicdet.modelfile import load_model
+from musicdet.train import MODEL, train
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DEFAULT_REAL = REPOSITORY.parent / "shared" / "realdev"
+FRONT_ENDS: dict[str, dict[str, dict[str, str]]] = {
+    "none": {"features": {"mel_scaling": "log"}, "model": {"input_norm": "none"}},
+    "window": {"features": {"mel_scaling": "log"}, "model": {"input_norm": "window"}},
+    "pcen": {"features": {"mel_scaling": "pcen"}, "model": {"input_norm": "none"}},
+    "pcen+window": {"features": {"mel_scaling": "pcen"}, "model": {"input_norm": "window"}},
+}
+"""Front ends by name: the paper's min-max block scaling of log-Mel + chroma alone (none),
+with each window standardised inside the model, PCEN instead of log-Mel, and both."""
+COLUMNS = ("val_auc", "auc", "eer", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class Run:
+    loss: str
+    front_end: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.loss}-{self.front_end}-seed{self.seed}"
+
+
+def run_config(run: Run, args: argparse.Namespace) -> RunConfig:
+    """The run config of one run: the defaults, but for corpus size, schedule, size, front end."""
+    front = FRONT_ENDS[run.front_end]
+    return RunConfig.from_dict({
+        "seed": run.seed,
+        "data": {"format": "synth", "synth_hours": args.hours, "synth_seed": 0,
+                 "cache_dir": str(args.out / "cache")},
+        "features": front["features"],
+        "model": {"hidden_size": args.hidden, **front["model"]},
+        "loss": {"type": run.loss},
+        "training": {"epochs": args.epochs, "device": "cpu"},
+    })
+
+
+def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (unless done) and evaluate (unless done) one run; its table row."""
+    folder = args.out / run.name
+    metrics_file = folder / "realdev" / METRICS_FILE
+    config = run_config(run, args)
+    if not _finished(folder, config):
+        train(config, folder, progress=False)
+        metrics_file.unlink(missing_ok=True)
+    if metrics_file.is_file():
+        report = json.loads(metrics_file.read_text(encoding="utf-8"))
+    else:
+        report = evaluate_model(folder / MODEL, args.real, folder / "realdev",
+                                cache_dir=args.out / "cache", bootstrap=args.bootstrap,
+                                progress=False)
+    pooled, ci = report["pooled"], report["bootstrap"]
+    return {"val_auc": load_model(folder / MODEL).metrics["val_auc"],
+            "auc": pooled["auc"], "auc_ci": (ci["auc_low"], ci["auc_high"]),
+            "eer": pooled["eer"], "eer_ci": (ci["eer_low"], ci["eer_high"]),
+            "recall": pooled["recall"] or 0.0, "f1": pooled["f1"] or 0.0}
+
+
+def _finished(folder: Path, config: RunConfig) -> bool:
+    """Whether ``folder`` holds a model trained with ``config`` for all its epochs."""
+    history, saved = folder / "history.json", folder / "config.yaml"
+    if not ((folder / MODEL).is_file() and history.is_file() and saved.is_file()):
+        return False
+    epochs = len(json.loads(history.read_text(encoding="utf-8")))
+    return saved.read_text(encoding="utf-8") == config.to_yaml() and \
+        epochs == config.training.epochs
+
+
+def mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
+
+
+def print_tables(rows: dict[Run, dict[str, Any]], real: Path) -> None:
+    print(f"\nper run (realdev = {real}; CIs: 95 % bootstrap over files; recall, F1 at P = 0.90)")
+    print(f"{'run':28s} {'val AUC':>7s}  {'real AUC [CI]':>21s}  {'real EER [CI]':>21s}  "
+          f"{'recall':>6s} {'F1':>6s}")
+    for run, row in rows.items():
+        auc = f"{row['auc']:.3f} [{row['auc_ci'][0]:.3f}, {row['auc_ci'][1]:.3f}]"
+        eer = f"{row['eer']:.3f} [{row['eer_ci'][0]:.3f}, {row['eer_ci'][1]:.3f}]"
+        print(f"{run.name:28s} {row['val_auc']:7.3f}  {auc:>21s}  {eer:>21s}  "
+              f"{row['recall']:6.3f} {row['f1']:6.3f}")
+    print("\nmean ± sd over seeds")
+    print(f"{'loss':8s} {'front end':12s} {'n':>2s}  " +
+          "  ".join(f"{name:>13s}" for name in ("val AUC", "real AUC", "real EER", "recall",
+                                                 "F1")))
+    for loss, front in dict.fromkeys((run.loss, run.front_end) for run in rows):
+        group = [row for run, row in rows.items() if (run.loss, run.front_end) == (loss, front)]
+        print(f"{loss:8s} {front:12s} {len(group):2d}  " +
+              "  ".join(f"{mean_sd([row[c] for row in group]):>13s}" for c in COLUMNS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("real", nargs="?", type=Path, default=DEFAULT_REAL,
+                        help="labelled real audio, generic format (default: %(default)s)")
+    parser.add_argument("--hours", type=float, default=1.0, help="embedded corpus size, hours")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0 … N-1")
+    parser.add_argument("--losses", nargs="+", default=["ce", "aaucsum"], choices=LOSS_TYPES)
+    parser.add_argument("--front-ends", nargs="+", default=list(FRONT_ENDS),
+                        choices=list(FRONT_ENDS))
+    parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "runs" / "transfer")
+    args = parser.parse_args()
+    if not args.real.is_dir():
+        parser.error(f"{args.real}: no such folder; expected labelled real audio (WAV + "
+                     "same-stem CSV onset,offset,label), e.g. ../shared/realdev")
+    torch.set_num_threads(args.threads)
+    runs = [Run(loss, front, seed) for loss in args.losses for front in args.front_ends
+            for seed in range(args.seeds)]
+    rows = {}
+    for run in runs:
+        rows[run] = measure(run, args)
+        row = rows[run]
+        print(f"{run.name}: val AUC {row['val_auc']:.3f}, real AUC {row['auc']:.3f}", flush=True)
+    print_tables(rows, args.real)
+
+
+if __name__ == "__main__":
+    main()
