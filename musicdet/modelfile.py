@@ -117,6 +117,8 @@ class Detector:
             "training data": self.training_data.describe() if self.training_data else
                              "not recorded",
             "seed": str(config.seed),
+            "front end": f"{config.features.mel_scaling} Mel + chroma, min-max block scaling, "
+                         f"input_norm {config.model.input_norm}",
             "loss": " ".join([config.loss.type, *(f"{k}={v:g}" for k, v in
                                                  config.loss.active_params().items())]),
             "epochs": f"{config.training.epochs}; kept epoch {_number(metrics.get('epoch'))}, "

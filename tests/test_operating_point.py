@@ -81,11 +81,12 @@ def test_operating_point_and_training_data_round_trip(tmp_path):
     assert detector.operating_point == point and detector.threshold == 0.625
     assert detector.training_data == amounts
     lines = detector.describe()
-    assert list(lines) == ["data", "training data", "seed", "loss", "epochs", "validation",
-                           "threshold", "versions"]
+    assert list(lines) == ["data", "training data", "seed", "front end", "loss", "epochs",
+                           "validation", "threshold", "versions"]
     assert lines["data"] == "synth, 0.25 h corpus of seed 0"
     assert lines["training data"] == "train 0.2 h in 12 files, validation 0.05 h in 1 file"
     assert lines["loss"] == "ce"
+    assert lines["front end"] == "log Mel + chroma, min-max block scaling, input_norm window"
     assert lines["epochs"] == "20; kept epoch 3, the best by val_auc (maximize)"
     assert lines["validation"] == ("AUC 0.9000, EER 0.1000; no threshold reached precision "
                                    "0.90 on raw frames")
