@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .configtools import ConfigError, from_dict, load_config, parse_yaml, require, to_dict
+from .configtools import from_dict, load_config, require, to_dict, with_overrides
 from .devices import DeviceChoice
 from .features import FeatureConfig
 from .fsutil import write_text
@@ -134,16 +134,4 @@ def load_run_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
 
 def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     """Return ``config`` with each ``dotted.key=value`` override applied and re-validated."""
-    data = config.to_dict()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(item, "override must look like key.sub=value")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(key, f"unknown section {part!r}")
-            node = node[part]
-        node[leaf] = parse_yaml(raw, key)
-    return RunConfig.from_dict(data)
+    return with_overrides(config, overrides)

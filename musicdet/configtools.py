@@ -67,9 +67,10 @@ def with_overrides(config: T, overrides: Sequence[str], where: str = "") -> T:
     data = to_dict(config)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        path = f"{where}.{key}" if where else key
         if not sep or not key:
-            raise ConfigError(path, "override must look like key.sub=value")
+            raise ConfigError(f"{where}.{item}" if where else item,
+                              "override must look like key.sub=value")
+        path = f"{where}.{key}" if where else key
         node = data
         *parents, leaf = key.split(".")
         for part in parents:
