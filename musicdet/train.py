@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
-from .detect import Smoothing, median_smooth
+from .detect import Smoothing, median_smooth, seconds_to_frames
 from .devices import choose_device
 from .examples import load_examples, synth_validation
 from .features import Normalizer
@@ -247,7 +247,7 @@ def choose_operating_point(val: Validation, frames_per_second: float) -> Operati
     point with FPR >= FNR).
     """
     seconds = Smoothing().median_seconds
-    frames = round(seconds * frames_per_second)
+    frames = seconds_to_frames(seconds, 1 / frames_per_second)  # as detect and evaluate count
     scores = np.concatenate([median_smooth(p, frames) for p in val.probabilities])
     where = f"validation scores median-filtered over {seconds:g} s"
     point = operating_point(val.labels, scores, val.mask, TARGET_PRECISION)
