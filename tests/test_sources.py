@@ -152,7 +152,8 @@ def test_labels_match_where_the_music_sources_sound(seed: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Music-only segments fall silent when the music sources do; no-music ones do not."""
     config = replace(SHORT, hard_case_rate=0.5)
-    plan = programme.plan_segments(np.random.default_rng(seed), config)
+    plan = programme.plan_segments(np.random.default_rng(seed), config,
+                                   programme.palette(config))
     audio, _ = programme.generate_programme(seed, config)
     _music_silenced(monkeypatch)
     silenced, _ = programme.generate_programme(seed, config)
@@ -170,11 +171,11 @@ def test_sung_like_sounds_are_no_longer_a_no_music_case() -> None:
 
 
 def test_default_palette_uses_what_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert set(programme.palette(SynthConfig()).music) == {"gm-scores", "gm-arrangements",
-                                                          "additive"}
+    assert set(programme.palette(SynthConfig()).roles["music"]) == {
+        "gm-scores", "gm-arrangements", "additive"}
     _no_tinysoundfont(monkeypatch)
     chosen = programme.palette(SynthConfig())
-    assert (dict(chosen.music), dict(chosen.solo), dict(chosen.percussion)) == (
+    assert tuple(dict(chosen.roles[role]) for role in ("music", "solo", "percussion")) == (
         {"additive": 0.15}, {"additive-sparse": 0.2}, {"additive-percussion": 0.2})
 
 

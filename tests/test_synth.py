@@ -48,8 +48,10 @@ def test_config_rejects_bad_values_naming_the_key() -> None:
         SynthConfig(music_fraction=1.5)
     with pytest.raises(ConfigError, match="bed_level_db_min"):
         SynthConfig(bed_level_db_min=-3.0, bed_level_db_max=-10.0)
-    with pytest.raises(ConfigError, match="speech_engine"):
-        from_dict(SynthConfig, {"speech_engine": "festival"})
+    with pytest.raises(ConfigError, match=r"speech_sources\.festival: `a speech source"):
+        from_dict(SynthConfig, {"speech_sources": {"festival": 1.0}})
+    with pytest.raises(ConfigError, match=r"noise_sources\.gm-scores: `a noise source"):
+        SynthConfig(noise_sources={"gm-scores": 1.0})
     assert from_dict(SynthConfig, to_dict(SHORT)) == SHORT
 
 
@@ -100,10 +102,16 @@ def test_music_fraction_extremes_give_one_label(fraction: float, label: str) -> 
 
 
 @pytest.mark.parametrize("kind", sorted(programme.SEGMENT_RENDERERS))
-def test_every_segment_kind_renders_finite_audio(kind: str) -> None:
+def test_every_segment_kind_renders_finite_audio_or_is_never_planned(kind: str) -> None:
     rng = np.random.default_rng(5)
-    clip = programme.SEGMENT_RENDERERS[kind](rng, 2.5, SynthConfig(),
-                                             programme.palette(SynthConfig()))
+    chosen = programme.palette(SynthConfig())
+    if not chosen.plays(kind):  # an optional role that nothing installed here plays
+        config = SynthConfig(hard_case_rate=0.5)
+        kinds = {s.kind for seed in range(20) for s in programme.plan_segments(
+            np.random.default_rng(seed), config, chosen)}
+        assert kind not in kinds and len(kinds) > 5
+        return
+    clip = programme.SEGMENT_RENDERERS[kind](rng, 2.5, SynthConfig(), chosen)
     assert abs(len(clip) - 2.5 * SAMPLE_RATE) <= 2
     assert np.isfinite(clip).all() and np.abs(clip).max() > 1e-4
 

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from musicdet.configtools import require
 
-SpeechEngine = Literal["espeak", "formant"]
-# Music providers by weight (see `musicdet synth --list-sources`) when a config names none;
-# those not installed are left out.
-DEFAULT_MUSIC_SOURCES = {"gm-scores": 0.4, "gm-arrangements": 0.45, "additive": 0.15}
-DEFAULT_SOLO_SOURCES = {"gm-solo": 0.8, "additive-sparse": 0.2}
-DEFAULT_PERCUSSION_SOURCES = {"gm-percussion": 0.8, "additive-percussion": 0.2}
-SOURCE_KEYS = ("music_sources", "solo_sources", "percussion_sources")
+
+@dataclass(frozen=True)
+class Role:
+    """A part programmes are made of: the kind of provider that plays it, its providers by
+    weight when a config names none (those not installed are left out), and whether a
+    corpus can do without it (its segments are then not drawn)."""
+
+    kind: str
+    default: Mapping[str, float]
+    optional: bool = False
+
+
+# Every role by name; the config key of a role is f"{name}_sources" (see
+# `musicdet synth --list-sources` for the providers).
+ROLES: dict[str, Role] = {
+    "music": Role("music", {"gm-scores": 0.4, "gm-arrangements": 0.45, "additive": 0.15}),
+    "solo": Role("music", {"gm-solo": 0.8, "additive-sparse": 0.2}),
+    "percussion": Role("music", {"gm-percussion": 0.8, "additive-percussion": 0.2}),
+    "singing": Role("singing", {}, optional=True),
+    "speech": Role("speech", {"espeak": 1.0, "formant-speech": 0.05}),
+    "noise": Role("noise", {"procedural-noise": 1.0}),
+}
+SOURCE_KEYS = tuple(f"{role}_sources" for role in ROLES)
 
 
 @dataclass
@@ -36,12 +52,15 @@ class SynthConfig:
     background_noise_rate: float = 0.3  # share of speech segments with street/crowd noise
     channel_effects: bool = True  # band-limiting, compression, noise floor per programme
     noise_floor_db_max: float = -40.0  # loudest channel noise floor, dBFS
-    speech_engine: SpeechEngine = "espeak"  # falls back to "formant" if espeak-ng is missing
-    # Music providers by weight for ordinary music, solo/sparse and percussion-only segments;
-    # None: the defaults above that are installed. A provider named here must be installed.
+    # Providers by weight per role (`ROLES`: ordinary, solo/sparse and percussion-only music,
+    # singing, speech, noise); None: the role's defaults that are installed. A provider named
+    # here must be installed and of the role's kind.
     music_sources: dict[str, float] | None = None
     solo_sources: dict[str, float] | None = None
     percussion_sources: dict[str, float] | None = None
+    singing_sources: dict[str, float] | None = None
+    speech_sources: dict[str, float] | None = None
+    noise_sources: dict[str, float] | None = None
     validation_fraction: float = 0.1  # share of programmes drawing on validation material
     test_corpus: bool = False  # every programme draws on test material (a separate test set)
 
@@ -67,22 +86,21 @@ class SynthConfig:
                 "-60 <= quiet_music_db <= 0", self.quiet_music_db)
         require(-90.0 <= self.noise_floor_db_max <= -10.0, "noise_floor_db_max",
                 "-90 <= noise_floor_db_max <= -10", self.noise_floor_db_max)
-        require(self.speech_engine in ("espeak", "formant"), "speech_engine",
-                "speech_engine in ('espeak', 'formant')", self.speech_engine)
         require(0.0 <= self.validation_fraction < 1.0, "validation_fraction",
                 "0 <= validation_fraction < 1", self.validation_fraction)
-        for key in SOURCE_KEYS:
-            _check_weights(key, getattr(self, key))
+        for role in ROLES:
+            _check_weights(role, getattr(self, f"{role}_sources"))
 
 
-def _check_weights(key: str, weights: dict[str, float] | None) -> None:
-    """Known music providers with non-negative weights, at least one positive."""
+def _check_weights(role: str, weights: dict[str, float] | None) -> None:
+    """Known providers of the role's kind with non-negative weights, at least one positive."""
     if weights is None:
         return
     from musicdet.synth.sources import registry
 
-    music = sorted(name for name, source in registry().items() if source.info.kind == "music")
+    key, kind = f"{role}_sources", ROLES[role].kind
+    known = sorted(name for name, source in registry().items() if source.info.kind == kind)
     for name, weight in weights.items():
-        require(name in music, f"{key}.{name}", f"a music source ({', '.join(music)})", name)
+        require(name in known, f"{key}.{name}", f"a {kind} source ({', '.join(known)})", name)
         require(weight >= 0, f"{key}.{name}", "weight >= 0", weight)
     require(sum(weights.values()) > 0, key, "at least one weight > 0", weights)

@@ -111,13 +111,13 @@ def _remove_programmes_from(out_dir: Path, count: int) -> None:
             path.unlink()
 
 
-IDENTITY_KEYS = ("seed", "config", "speech_engine", "sources", "version")
+IDENTITY_KEYS = ("seed", "config", "sources", "version")
 
 
 def _identity(seed: int, config: SynthConfig) -> dict[str, Any]:
     """What makes programme ``i`` what it is (hours only decides how many there are)."""
     chosen = palette(config)
-    return {"seed": seed, "config": to_dict(config), "speech_engine": chosen.speech_engine,
+    return {"seed": seed, "config": to_dict(config),
             "sources": sources.describe(chosen.providers()), "version": musicdet.__version__}
 
 

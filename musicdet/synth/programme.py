@@ -9,12 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicdet.synth import sounds, sources
-from musicdet.synth.config import (
-    DEFAULT_MUSIC_SOURCES,
-    DEFAULT_PERCUSSION_SOURCES,
-    DEFAULT_SOLO_SOURCES,
-    SynthConfig,
-)
+from musicdet.synth.config import ROLES, SynthConfig
 from musicdet.synth.dsp import (
     SAMPLE_RATE,
     add_at,
@@ -27,20 +22,21 @@ from musicdet.synth.dsp import (
     set_level,
 )
 from musicdet.synth.sources import Split
-from musicdet.synth.speech import espeak_available, speech
 
 MUSIC, NO_MUSIC = "music", "no-music"
 Segments = list[tuple[float, float, str]]
 # Ordinary kinds per label with their weights; hard kinds are drawn at `hard_case_rate`.
 EASY_KINDS = {
-    MUSIC: {"music": 0.4, "speech_over_music": 0.45, "jingle": 0.15},
+    MUSIC: {"music": 0.35, "speech_over_music": 0.4, "song": 0.15, "jingle": 0.1},
     NO_MUSIC: {"speech": 0.7, "ambience": 0.2, "room": 0.1},
 }
 # Singing and chant are music (OpenBMAT's convention), so no sung-like sound is a no-music case.
 HARD_KINDS = {
-    MUSIC: ("solo_music", "percussion_music", "quiet_music", "music_with_crowd"),
+    MUSIC: ("solo_music", "percussion_music", "quiet_music", "music_with_crowd", "a_cappella"),
     NO_MUSIC: ("tonal", "speech_over_tonal"),
 }
+# Kinds that need an optional role: not drawn when no provider plays it.
+KIND_ROLES = {"song": "singing", "a_cappella": "singing"}
 # Band edges (Hz, None = open) of the broadcast channel, and how often each is drawn.
 CHANNEL_BANDS = (((None, None), 0.3), ((80, 7000), 0.3), ((300, 3400), 0.15),
                  ((None, 4500), 0.15), ((150, None), 0.1))
@@ -48,41 +44,36 @@ CHANNEL_BANDS = (((None, None), 0.3), ((80, 7000), 0.3), ((300, 3400), 0.15),
 
 @dataclass(frozen=True)
 class Palette:
-    """What a programme draws from: its split, speech engine and music providers by weight
-    (ensembles and bands, solo and sparse, percussion only)."""
+    """What a programme draws from: its split and, per role (`ROLES`), providers by weight
+    (empty for an optional role that nothing here plays)."""
 
     split: Split
-    speech_engine: str
-    music: Mapping[str, float]
-    solo: Mapping[str, float]
-    percussion: Mapping[str, float]
+    roles: Mapping[str, Mapping[str, float]]
 
-    def draw(self, rng: np.random.Generator, weights: Mapping[str, float], seconds: float
-             ) -> np.ndarray:
-        """``seconds`` of music from one provider of ``weights``, drawn by weight."""
+    def draw(self, rng: np.random.Generator, role: str, seconds: float) -> np.ndarray:
+        """``seconds`` of ``role`` from one of its providers, drawn by weight."""
+        weights = self.roles[role]
         names = list(weights)
         p = np.array([weights[name] for name in names])
         name = names[rng.choice(len(names), p=p / p.sum())]
         return sources.registry()[name].draw(rng, seconds, self.split)
 
+    def plays(self, kind: str) -> bool:
+        """Whether segments of ``kind`` can be rendered (their role, if any, has a provider)."""
+        return kind not in KIND_ROLES or bool(self.roles[KIND_ROLES[kind]])
+
     def providers(self) -> list[str]:
         """Names of every provider this palette may draw from."""
-        speech_source = "espeak" if self.speech_engine == "espeak" else "formant-speech"
-        return sorted({*self.music, *self.solo, *self.percussion, speech_source,
-                       "procedural-noise"})
+        return sorted({name for weights in self.roles.values() for name in weights})
 
 
 def palette(config: SynthConfig, split: Split = "train") -> Palette:
     """The providers ``config`` asks for (or the best available); a `ConfigError` naming the
     key if one is missing."""
-    engine = config.speech_engine if espeak_available() else "formant"
-    return Palette(split, engine,
-                   sources.resolve_weights(config.music_sources, DEFAULT_MUSIC_SOURCES,
-                                           "music_sources"),
-                   sources.resolve_weights(config.solo_sources, DEFAULT_SOLO_SOURCES,
-                                           "solo_sources"),
-                   sources.resolve_weights(config.percussion_sources,
-                                           DEFAULT_PERCUSSION_SOURCES, "percussion_sources"))
+    return Palette(split, {
+        name: sources.resolve_weights(getattr(config, f"{name}_sources"), role.default,
+                                      f"{name}_sources", role.optional)
+        for name, role in ROLES.items()})
 
 
 @dataclass(frozen=True)
@@ -105,7 +96,7 @@ def generate_programme(seed: int, config: SynthConfig, split: Split = "train"
     """
     chosen = palette(config, split)
     rng = np.random.default_rng(seed)
-    plan = plan_segments(rng, config)
+    plan = plan_segments(rng, config, chosen)
     audio = np.zeros(samples(plan[-1].offset_ms / 1000))
     transitions = [0.0] + [_transition_s(rng, config) for _ in plan[1:]] + [0.0]
     for index, segment in enumerate(plan):
@@ -128,8 +119,10 @@ def _transition_s(rng: np.random.Generator, config: SynthConfig) -> float:
     return 0.01 if rng.random() < 0.33 else rng.uniform(0.01, config.max_transition_seconds)
 
 
-def plan_segments(rng: np.random.Generator, config: SynthConfig) -> list[PlannedSegment]:
-    """Segments tiling the programme; the label is steered towards ``music_fraction``."""
+def plan_segments(rng: np.random.Generator, config: SynthConfig, palette: Palette
+                  ) -> list[PlannedSegment]:
+    """Segments tiling the programme, of kinds ``palette`` plays; the label is steered
+    towards ``music_fraction``."""
     total_ms = round(config.programme_seconds * 1000)
     min_ms = round(config.min_segment_seconds * 1000)
     max_ms = round(config.max_segment_seconds * 1000)
@@ -140,7 +133,7 @@ def plan_segments(rng: np.random.Generator, config: SynthConfig) -> list[Planned
         deficit = config.music_fraction * (onset_ms + mean_ms) - music_ms
         p_music = np.clip(config.music_fraction + deficit / (2 * mean_ms), 0.0, 1.0)
         label = MUSIC if rng.random() < p_music else NO_MUSIC
-        kind = _draw_kind(rng, label, config.hard_case_rate)
+        kind = _draw_kind(rng, label, config.hard_case_rate, palette)
         length_ms = int(rng.integers(min_ms, max_ms + 1))
         if kind in ("jingle", "room"):
             length_ms = min(length_ms, max(min_ms, 5000))
@@ -153,10 +146,12 @@ def plan_segments(rng: np.random.Generator, config: SynthConfig) -> list[Planned
     return plan
 
 
-def _draw_kind(rng: np.random.Generator, label: str, hard_case_rate: float) -> str:
+def _draw_kind(rng: np.random.Generator, label: str, hard_case_rate: float, palette: Palette
+               ) -> str:
     if rng.random() < hard_case_rate:
-        return str(rng.choice(HARD_KINDS[label]))
-    kinds = EASY_KINDS[label]
+        hard = [kind for kind in HARD_KINDS[label] if palette.plays(kind)]
+        return str(rng.choice(hard))
+    kinds = {kind: w for kind, w in EASY_KINDS[label].items() if palette.plays(kind)}
     weights = np.array(list(kinds.values()))
     return str(rng.choice(list(kinds), p=weights / weights.sum()))
 
@@ -192,48 +187,59 @@ Renderer = Callable[[np.random.Generator, float, SynthConfig, Palette], np.ndarr
 
 def _music(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
            ) -> np.ndarray:
-    return palette.draw(rng, palette.music, seconds)
+    return palette.draw(rng, "music", seconds)
 
 
 def _speech_over_music(rng: np.random.Generator, seconds: float, config: SynthConfig,
                        palette: Palette) -> np.ndarray:
     bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
-    voice = speech(rng, seconds, palette.speech_engine)
-    return voice + palette.draw(rng, palette.music, seconds) * db_to_gain(bed_db)
+    voice = palette.draw(rng, "speech", seconds)
+    return voice + palette.draw(rng, "music", seconds) * db_to_gain(bed_db)
 
 
 def _jingle(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
             ) -> np.ndarray:
-    return fade(palette.draw(rng, palette.music, seconds), 0.0, min(0.3, seconds / 4))
+    return fade(palette.draw(rng, "music", seconds), 0.0, min(0.3, seconds / 4))
+
+
+def _song(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
+          ) -> np.ndarray:
+    """A sung voice over accompaniment (the voice 0-10 dB above it)."""
+    voice = palette.draw(rng, "singing", seconds)
+    return voice + palette.draw(rng, "music", seconds) * db_to_gain(rng.uniform(-10.0, 0.0))
+
+
+def _a_cappella(rng: np.random.Generator, seconds: float, config: SynthConfig,
+                palette: Palette) -> np.ndarray:
+    return palette.draw(rng, "singing", seconds)
 
 
 def _solo_music(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
                 ) -> np.ndarray:
-    return palette.draw(rng, palette.solo, seconds)
+    return palette.draw(rng, "solo", seconds)
 
 
 def _percussion_music(rng: np.random.Generator, seconds: float, config: SynthConfig,
                       palette: Palette) -> np.ndarray:
-    return palette.draw(rng, palette.percussion, seconds)
+    return palette.draw(rng, "percussion", seconds)
 
 
 def _quiet_music(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
                  ) -> np.ndarray:
-    quiet = palette.draw(rng, palette.music, seconds) * db_to_gain(config.quiet_music_db)
+    quiet = palette.draw(rng, "music", seconds) * db_to_gain(config.quiet_music_db)
     return quiet + sounds.room_tone(rng, seconds) * db_to_gain(config.quiet_music_db - 6.0)
 
 
 def _music_with_crowd(rng: np.random.Generator, seconds: float, config: SynthConfig,
                       palette: Palette) -> np.ndarray:
-    crowd = sounds.applause(rng, seconds) if rng.random() < 0.5 else sounds.crowd(
-        rng, seconds, palette.speech_engine)
+    crowd = palette.draw(rng, "noise", seconds)
     bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
-    return crowd + palette.draw(rng, palette.music, seconds) * db_to_gain(bed_db)
+    return crowd + palette.draw(rng, "music", seconds) * db_to_gain(bed_db)
 
 
 def _speech(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
             ) -> np.ndarray:
-    voice = speech(rng, seconds, palette.speech_engine)
+    voice = palette.draw(rng, "speech", seconds)
     if rng.random() >= config.background_noise_rate:
         return voice
     return voice + _ambience(rng, seconds, config, palette) * db_to_gain(rng.uniform(-20.0, -5.0))
@@ -241,7 +247,7 @@ def _speech(rng: np.random.Generator, seconds: float, config: SynthConfig, palet
 
 def _ambience(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
               ) -> np.ndarray:
-    return sounds.ambience(rng, seconds, palette.speech_engine)
+    return palette.draw(rng, "noise", seconds)
 
 
 def _room(rng: np.random.Generator, seconds: float, config: SynthConfig, palette: Palette
@@ -257,7 +263,7 @@ def _tonal(rng: np.random.Generator, seconds: float, config: SynthConfig, palett
 def _speech_over_tonal(rng: np.random.Generator, seconds: float, config: SynthConfig,
                        palette: Palette) -> np.ndarray:
     bed_db = rng.uniform(config.bed_level_db_min, config.bed_level_db_max)
-    voice = speech(rng, seconds, palette.speech_engine)
+    voice = palette.draw(rng, "speech", seconds)
     return voice + _tonal(rng, seconds, config, palette) * db_to_gain(bed_db)
 
 
@@ -265,6 +271,8 @@ SEGMENT_RENDERERS: dict[str, Renderer] = {
     "music": _music,
     "speech_over_music": _speech_over_music,
     "jingle": _jingle,
+    "song": _song,
+    "a_cappella": _a_cappella,
     "solo_music": _solo_music,
     "percussion_music": _percussion_music,
     "quiet_music": _quiet_music,

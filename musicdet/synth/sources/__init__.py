@@ -124,16 +124,18 @@ def get(name: str, key: str = "sources") -> Source:
 
 
 def resolve_weights(requested: Mapping[str, float] | None, default: Mapping[str, float],
-                    key: str) -> dict[str, float]:
+                    key: str, optional: bool = False) -> dict[str, float]:
     """Provider weights to draw with: ``requested`` (each one must be available) or, when
-    ``None``, the ``default`` providers that are available here."""
+    ``None``, the ``default`` providers that are available here (none of them is an error
+    unless the role is ``optional``)."""
     if requested is not None:
         for name in requested:
             get(name, key)
         return {name: weight for name, weight in requested.items() if weight > 0}
     sources = registry()
-    chosen = {name: weight for name, weight in default.items() if sources[name].available()}
-    if not chosen:
+    chosen = {name: weight for name, weight in default.items()
+              if weight > 0 and sources[name].available()}
+    if not chosen and not optional:
         raise ConfigError(key, f"none of the default sources {', '.join(default)} is available")
     return chosen
 
