@@ -25,6 +25,7 @@ from .features import FeatureConfig
 from .fsutil import write_text
 from .losses import LossConfig
 from .model import ModelConfig
+from .synth.config import SynthConfig
 
 DATA_FORMATS = ("synth", "generic", "openbmat", "seyerlehner")
 SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32 (numpy and torch both take them)
@@ -48,6 +49,9 @@ class DataConfig:
     path: str | None = None  # dataset root; for synth the corpus folder (default under cache_dir)
     synth_hours: float = 0.25  # size of the embedded corpus, hours
     synth_seed: int = 0
+    # corpus settings for synth (musicdet.synth.SynthConfig, e.g. {noise_sources: {...}});
+    # None: the built-in defaults. Its validation_fraction is data.validation_fraction.
+    synth: SynthConfig | None = None
     label_map: dict[str, str] = field(default_factory=dict)  # extra label name → music|no-music
     annotator: int = 1  # OpenBMAT annotator (1-based; the paper uses the first)
     folds: list[int] | None = None  # OpenBMAT folds to use (None: all)

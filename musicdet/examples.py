@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .config import DataConfig
+from .configtools import to_dict
 from .datasets import LabelledAudio, frame_labels, read_dataset
 from .features import FeatureCache, FeatureConfig
 from .sequences import Example
@@ -16,10 +19,21 @@ from .synth.corpus import MANIFEST
 
 
 def synth_corpus_dir(data: DataConfig) -> Path:
-    """Where the embedded corpus for ``data`` lives (``data.path`` or a folder under the cache)."""
+    """Where the embedded corpus for ``data`` lives (``data.path`` or a folder under the cache,
+    named by hours, seed and, for non-default corpus settings, a hash of them)."""
     if data.path is not None:
         return Path(data.path)
-    return Path(data.cache_dir) / "corpus" / f"synth-{data.synth_hours:g}h-seed{data.synth_seed}"
+    name = f"synth-{data.synth_hours:g}h-seed{data.synth_seed}"
+    if data.synth is not None:
+        settings = json.dumps(to_dict(synth_config(data)), sort_keys=True)
+        name += "-" + hashlib.sha256(settings.encode("utf-8")).hexdigest()[:10]
+    return Path(data.cache_dir) / "corpus" / name
+
+
+def synth_config(data: DataConfig) -> SynthConfig:
+    """The corpus settings of ``data`` (``data.synth`` or the defaults) with its validation
+    fraction."""
+    return replace(data.synth or SynthConfig(), validation_fraction=data.validation_fraction)
 
 
 def labelled_audio(data: DataConfig, progress: bool = True) -> list[LabelledAudio]:
@@ -27,7 +41,7 @@ def labelled_audio(data: DataConfig, progress: bool = True) -> list[LabelledAudi
     if data.format == "synth":
         root = synth_corpus_dir(data)
         write_corpus(root, hours=data.synth_hours, seed=data.synth_seed,
-                     config=SynthConfig(validation_fraction=data.validation_fraction),
+                     config=synth_config(data),
                      progress=progress)
         return read_dataset("generic", root)
     options = {}

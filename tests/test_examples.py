@@ -45,3 +45,23 @@ def test_load_examples_labels_on_the_configured_hop(tmp_path: Path) -> None:
                       cache_dir=str(tmp_path / "cache"))
     [example] = load_examples(data, FeatureConfig(hop_length=320), progress=False)
     assert (len(example.labels), int(example.labels.sum())) == (501, 250)
+
+
+def test_corpus_settings_in_the_run_config_make_their_own_corpus(tmp_path: Path) -> None:
+    import json
+
+    from musicdet.examples import labelled_audio, synth_corpus_dir
+    from musicdet.synth import SynthConfig
+
+    settings = SynthConfig(programme_seconds=4.0, min_segment_seconds=1.0,
+                           max_segment_seconds=2.0, max_transition_seconds=0.5,
+                           noise_sources={"procedural-noise": 1.0})
+    custom = DataConfig(synth_hours=8 / 3600, synth=settings, validation_fraction=0.5,
+                        cache_dir=str(tmp_path))
+    default = DataConfig(synth_hours=8 / 3600, cache_dir=str(tmp_path))
+    assert synth_corpus_dir(custom) != synth_corpus_dir(default)
+    assert len(labelled_audio(custom, progress=False)) == 2
+    manifest = json.loads((synth_corpus_dir(custom) / "corpus.json").read_text())
+    assert manifest["config"]["programme_seconds"] == 4.0
+    assert manifest["config"]["validation_fraction"] == 0.5  # the data section's, not synth's
+    assert manifest["validation"] == ["prog-0000"]
