@@ -1,17 +1,20 @@
-"""Transfer from the embedded corpus to real audio, per loss × front end, over seeds.
+"""Transfer from the embedded corpus to real audio, per corpus × loss × front end, over seeds.
 
     python bench/transfer.py [REAL] [--hours 1] [--epochs 20] [--seeds 3]
-        [--losses ce aaucsum] [--front-ends none window pcen] [--hidden 128] [--out DIR]
+        [--corpora default procedural no-singing ...] [--losses ce aaucsum]
+        [--front-ends none window pcen] [--hidden 128] [--out DIR]
 
-Trains the paper's model (2 × BiGRU, ``--hidden`` units) on ``--hours`` of the default
-embedded corpus (``data.format: synth``, corpus seed 0) with each loss (LossConfig types with
-the paper's parameters: aaucsum is aAUCsum(0.75, 0.001)), each front end (`FRONT_ENDS`) and
-training seeds 0 … N-1, then scores the labelled folder REAL (generic format; default
-../shared/realdev beside the repository) with `musicdet.evaluate.evaluate_model`. Prints
-per run the synthetic validation AUC of the kept epoch and REAL's pooled frame AUC and EER
-with 95 % bootstrap CIs over files, recall and F1 at precision 0.90; then per loss × front end
-the mean ± sd over seeds. Resumable: a run whose model file and REAL metrics are already in
-OUT is read, not redone (OUT/LOSS-FRONTEND-seedN/: the training folder, realdev/metrics.json).
+Trains the paper's model (2 × BiGRU, ``--hidden`` units) on ``--hours`` of an embedded corpus
+(``data.format: synth``, corpus seed 0) — the default one, today's procedural one, or the
+default with one provider family removed (`corpus_settings`: the ablation) — with each loss
+(LossConfig types with the paper's parameters: aaucsum is aAUCsum(0.75, 0.001)), each front
+end (`FRONT_ENDS`) and training seeds 0 … N-1, then scores the labelled folder REAL (generic
+format; default ../shared/realdev beside the repository) with
+`musicdet.evaluate.evaluate_model`. Prints per run the synthetic validation AUC of the kept
+epoch and REAL's pooled frame AUC and EER with 95 % bootstrap CIs over files, recall and F1
+at precision 0.90; then per corpus × loss × front end the mean ± sd over seeds. Resumable: a
+run whose model file and REAL metrics are already in OUT is read, not redone
+(OUT/CORPUS-LOSS-FRONTEND-seedN/: the training folder, realdev/metrics.json).
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ from typing import Any
 import torch
 
 from musicdet.config import RunConfig
+from musicdet.configtools import to_dict
 from musicdet.evaluate import METRICS_FILE, evaluate_model
 from musicdet.losses import LOSS_TYPES
 from musicdet.modelfile import load_model
+from musicdet.synth import SynthConfig, sources
+from musicdet.synth.config import ROLES
 from musicdet.train import MODEL, train
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -42,17 +48,45 @@ FRONT_ENDS: dict[str, dict[str, dict[str, str]]] = {
 """Front ends by name: the paper's min-max block scaling of log-Mel + chroma alone (none),
 with each window standardised inside the model, PCEN instead of log-Mel, and both."""
 COLUMNS = ("val_auc", "auc", "eer", "recall", "f1")
+# Provider families for the ablation: each is removed from the default corpus in turn.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "gm": ("gm-scores", "gm-arrangements", "gm-solo", "gm-percussion"),
+    "additive": ("additive", "additive-sparse", "additive-percussion"),
+    "singing": tuple(name for name, role in ROLES.items() if role.kind == "singing"),
+}
+# Today's (before issue 10) corpus: additive music, espeak, procedural noise, no singing.
+PROCEDURAL = {"music": ("additive",), "solo": ("additive-sparse",),
+              "percussion": ("additive-percussion",), "singing": (),
+              "speech": ("espeak", "formant-speech"), "noise": ("procedural-noise",)}
+
+
+def corpus_settings(corpus: str) -> dict[str, Any] | None:
+    """The corpus settings (SynthConfig as a dict) of ``corpus``: None (the default),
+    ``procedural`` (today's providers only) or ``no-FAMILY`` (the default providers without
+    that family; an optional role left empty is left out)."""
+    if corpus == "default":
+        return None
+    roles = {}
+    for name, role in ROLES.items():
+        chosen = sources.resolve_weights(None, role.default, name, optional=True)
+        if corpus == "procedural":
+            chosen = {p: w for p, w in role.default.items() if p in PROCEDURAL[name]}
+        else:
+            chosen = {p: w for p, w in chosen.items() if p not in FAMILIES[corpus[3:]]}
+        roles[f"{name}_sources"] = chosen
+    return to_dict(SynthConfig(**roles))
 
 
 @dataclass(frozen=True)
 class Run:
+    corpus: str
     loss: str
     front_end: str
     seed: int
 
     @property
     def name(self) -> str:
-        return f"{self.loss}-{self.front_end}-seed{self.seed}"
+        return f"{self.corpus}-{self.loss}-{self.front_end}-seed{self.seed}"
 
 
 def run_config(run: Run, args: argparse.Namespace) -> RunConfig:
@@ -61,7 +95,7 @@ def run_config(run: Run, args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_dict({
         "seed": run.seed,
         "data": {"format": "synth", "synth_hours": args.hours, "synth_seed": 0,
-                 "cache_dir": str(args.out / "cache")},
+                 "synth": corpus_settings(run.corpus), "cache_dir": str(args.out / "cache")},
         "features": front["features"],
         "model": {"hidden_size": args.hidden, **front["model"]},
         "loss": {"type": run.loss},
@@ -115,12 +149,13 @@ def print_tables(rows: dict[Run, dict[str, Any]], real: Path) -> None:
         print(f"{run.name:28s} {row['val_auc']:7.3f}  {auc:>21s}  {eer:>21s}  "
               f"{row['recall']:6.3f} {row['f1']:6.3f}")
     print("\nmean ± sd over seeds")
-    print(f"{'loss':8s} {'front end':12s} {'n':>2s}  " +
+    print(f"{'corpus':14s} {'loss':8s} {'front end':12s} {'n':>2s}  " +
           "  ".join(f"{name:>13s}" for name in ("val AUC", "real AUC", "real EER", "recall",
                                                  "F1")))
-    for loss, front in dict.fromkeys((run.loss, run.front_end) for run in rows):
-        group = [row for run, row in rows.items() if (run.loss, run.front_end) == (loss, front)]
-        print(f"{loss:8s} {front:12s} {len(group):2d}  " +
+    for corpus, loss, front in dict.fromkeys((r.corpus, r.loss, r.front_end) for r in rows):
+        group = [row for run, row in rows.items()
+                 if (run.corpus, run.loss, run.front_end) == (corpus, loss, front)]
+        print(f"{corpus:14s} {loss:8s} {front:12s} {len(group):2d}  " +
               "  ".join(f"{mean_sd([row[c] for row in group]):>13s}" for c in COLUMNS))
 
 
@@ -131,8 +166,12 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=1.0, help="embedded corpus size, hours")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0 … N-1")
+    parser.add_argument("--corpora", nargs="+", default=["default", "procedural"],
+                        choices=["default", "procedural", *(f"no-{f}" for f in FAMILIES)],
+                        help="corpora: default, today's procedural one, default without a "
+                             "provider family (default: %(default)s)")
     parser.add_argument("--losses", nargs="+", default=["ce", "aaucsum"], choices=LOSS_TYPES)
-    parser.add_argument("--front-ends", nargs="+", default=list(FRONT_ENDS),
+    parser.add_argument("--front-ends", nargs="+", default=["window"],
                         choices=list(FRONT_ENDS))
     parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
@@ -143,7 +182,8 @@ def main() -> None:
         parser.error(f"{args.real}: no such folder; expected labelled real audio (WAV + "
                      "same-stem CSV onset,offset,label), e.g. ../shared/realdev")
     torch.set_num_threads(args.threads)
-    runs = [Run(loss, front, seed) for loss in args.losses for front in args.front_ends
+    runs = [Run(corpus, loss, front, seed) for corpus in args.corpora
+            for loss in args.losses for front in args.front_ends
             for seed in range(args.seeds)]
     rows = {}
     for run in runs:

@@ -47,19 +47,20 @@ def run(module: ModuleType, argv: list[str], monkeypatch: pytest.MonkeyPatch) ->
 def test_runs_are_trained_scored_and_reused(tmp_path: Path, monkeypatch, capsys) -> None:
     module = transfer()
     argv = [str(real_folder(tmp_path / "real")), "--hours", "0.05", "--epochs", "1",
-            "--seeds", "2", "--losses", "ce", "--front-ends", "none", "pcen+window",
+            "--seeds", "2", "--corpora", "default", "--losses", "ce",
+            "--front-ends", "none", "pcen+window",
             "--hidden", "4", "--bootstrap", "20", "--out", str(tmp_path / "out")]
     run(module, argv, monkeypatch)
     first = capsys.readouterr().out
-    folders = sorted(p.name for p in (tmp_path / "out").glob("ce-*"))
-    assert folders == ["ce-none-seed0", "ce-none-seed1", "ce-pcen+window-seed0",
-                       "ce-pcen+window-seed1"]
-    model = load_model(tmp_path / "out" / "ce-pcen+window-seed1" / "model.pt")
+    folders = sorted(p.name for p in (tmp_path / "out").glob("default-ce-*"))
+    assert folders == ["default-ce-none-seed0", "default-ce-none-seed1",
+                       "default-ce-pcen+window-seed0", "default-ce-pcen+window-seed1"]
+    model = load_model(tmp_path / "out" / "default-ce-pcen+window-seed1" / "model.pt")
     assert (model.config.seed, model.config.features.mel_scaling,
             model.config.model.input_norm, model.config.model.hidden_size) == \
         (1, "pcen", "window", 4)
-    assert "ce       pcen+window   2" in first and "real AUC [CI]" in first
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("ce-*/model.pt")}
+    assert "default        ce       pcen+window   2" in first and "real AUC [CI]" in first
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*-ce-*/model.pt")}
     run(module, argv, monkeypatch)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
     assert capsys.readouterr().out == first
@@ -71,3 +72,19 @@ def test_a_missing_real_folder_is_one_clear_line(tmp_path: Path, monkeypatch, ca
     assert exit_info.value.code == 2
     assert f"{tmp_path / 'absent'}: no such folder; expected labelled real audio" in \
         capsys.readouterr().err
+
+
+def test_ablation_corpora_leave_out_one_family_and_procedural_is_todays() -> None:
+    from musicdet.synth import SynthConfig, programme
+
+    module = transfer()
+    assert module.corpus_settings("default") is None
+    procedural = programme.palette(SynthConfig(**module.corpus_settings("procedural")))
+    assert {role: set(weights) for role, weights in procedural.roles.items()} == {
+        "music": {"additive"}, "solo": {"additive-sparse"},
+        "percussion": {"additive-percussion"}, "singing": set(),
+        "speech": {"espeak", "formant-speech"}, "noise": {"procedural-noise"}}
+    default = programme.palette(SynthConfig()).providers()
+    for family, names in module.FAMILIES.items():
+        left = programme.palette(SynthConfig(**module.corpus_settings(f"no-{family}")))
+        assert set(left.providers()) == set(default) - set(names), family

@@ -93,7 +93,8 @@ class SynthConfig:
 
 
 def _check_weights(role: str, weights: dict[str, float] | None) -> None:
-    """Known providers of the role's kind with non-negative weights, at least one positive."""
+    """Known providers of the role's kind with non-negative weights, at least one positive
+    (or none at all for an optional role: the corpus goes without it)."""
     if weights is None:
         return
     from musicdet.synth.sources import registry
@@ -103,4 +104,5 @@ def _check_weights(role: str, weights: dict[str, float] | None) -> None:
     for name, weight in weights.items():
         require(name in known, f"{key}.{name}", f"a {kind} source ({', '.join(known)})", name)
         require(weight >= 0, f"{key}.{name}", "weight >= 0", weight)
-    require(sum(weights.values()) > 0, key, "at least one weight > 0", weights)
+    require(sum(weights.values()) > 0 or (ROLES[role].optional and not weights), key,
+            "at least one weight > 0", weights)
