@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -48,7 +49,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.test:
         config = replace(config, test_corpus=True)
     paths = write_corpus(args.out, hours=args.hours, seed=args.seed, config=config,
-                         progress=not args.quiet)
+                         progress=not args.quiet, jobs=args.jobs)
     print(f"{len(paths)} programmes in {args.out}")
     return 0
 
@@ -194,6 +195,8 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="corpus settings YAML (SynthConfig keys)")
     p.add_argument("--test", action="store_true",
                    help="a test corpus: every programme draws on test-split material")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes (default: the CPU count, %(default)s)")
     p.add_argument("--list-sources", action="store_true",
                    help="print the source providers (name, kind, available, version, licence)")
 

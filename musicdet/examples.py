@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,8 +42,7 @@ def labelled_audio(data: DataConfig, progress: bool = True) -> list[LabelledAudi
     if data.format == "synth":
         root = synth_corpus_dir(data)
         write_corpus(root, hours=data.synth_hours, seed=data.synth_seed,
-                     config=synth_config(data),
-                     progress=progress)
+                     config=synth_config(data), progress=progress, jobs=os.cpu_count() or 1)
         return read_dataset("generic", root)
     options = {}
     if data.format == "openbmat":

@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,14 @@ def test_write_corpus_crash_leaves_no_partial_files(tmp_path: Path,
 def test_write_corpus_rejects_bad_hours(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="hours: expected a positive number"):
         write_corpus(tmp_path, 0.0, seed=1, progress=False)
+
+
+def test_worker_processes_write_the_same_corpus(tmp_path: Path) -> None:
+    config = replace(SHORT, programme_seconds=2.0, min_segment_seconds=0.5,
+                     max_segment_seconds=1.0, max_transition_seconds=0.25)
+    hours = 8 * 2.0 / 3600
+    write_corpus(tmp_path / "one", hours, seed=7, config=config, progress=False)
+    write_corpus(tmp_path / "two", hours, seed=7, config=config, progress=False, jobs=2)
+    one, two = _tree(tmp_path / "one"), _tree(tmp_path / "two")
+    assert len(one) == 17 and one.keys() == two.keys()
+    assert all(one[name][0] == two[name][0] for name in one)

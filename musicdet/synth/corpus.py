@@ -10,8 +10,13 @@ throughout for a test corpus), and corpus.json lists the validation programmes â
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import functools
 import json
 import math
+import multiprocessing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +67,12 @@ def write_segments(path: Path, segments: Segments) -> None:
 
 def write_corpus(out_dir: str | Path, hours: float, seed: int,
                  config: SynthConfig | None = None, progress: bool = True,
-                 cache_dir: str | Path | None = None) -> list[Path]:
+                 cache_dir: str | Path | None = None, jobs: int = 1) -> list[Path]:
     """Write ``hours`` of programmes (prog-NNNN.wav + .tsv) and corpus.json into ``out_dir``;
     return the wav paths. Converted source material is cached in ``cache_dir`` (default: a
-    folder source-cache next to ``out_dir``).
+    folder source-cache next to ``out_dir``). ``jobs`` > 1 makes programmes in up to that many
+    worker processes, one per 4 programmes to make at most (the same files: each programme
+    depends only on seed and index).
 
     If corpus.json shows the same seed, config, providers (and their versions) and package
     version, the programmes already there are kept and only missing ones are made (a finished
@@ -83,18 +90,17 @@ def write_corpus(out_dir: str | Path, hours: float, seed: int,
     reuse = _read_identity(out_dir) == identity
     if not reuse:
         (out_dir / MANIFEST).unlink(missing_ok=True)
-    wavs, validation = [], []
-    for index in tqdm(range(count), desc="synth", unit="prog", disable=not progress):
-        wav, tsv = programme_paths(out_dir, index)
-        split = programme_split(index, config)
-        if split == "validation":
-            validation.append(wav.stem)
-        if not (reuse and wav.exists() and tsv.exists()):
-            audio, segments = generate_programme(programme_seed(seed, index), config, split)
-            with atomic_path(wav) as tmp:
-                sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-            write_segments(tsv, segments)
-        wavs.append(wav)
+    wavs = [programme_paths(out_dir, index)[0] for index in range(count)]
+    validation = [wav.stem for index, wav in enumerate(wavs)
+                  if programme_split(index, config) == "validation"]
+    missing = [index for index, wav in enumerate(wavs)
+               if not (reuse and wav.exists() and wav.with_suffix(".tsv").exists())]
+    make = functools.partial(_write_programme, out_dir, seed, config, sources.cache_dir())
+    bar = tqdm(total=count, initial=count - len(missing), desc="synth", unit="prog",
+               disable=not progress)
+    with bar, _mapper(min(jobs, len(missing) // 4)) as mapper:
+        for _ in mapper(make, missing):
+            bar.update()
     _remove_programmes_from(out_dir, count)
     summary = json.dumps({**identity, "hours": hours, "programmes": count,
                           "validation": validation}, indent=2) + "\n"
@@ -102,6 +108,30 @@ def write_corpus(out_dir: str | Path, hours: float, seed: int,
     if not manifest.exists() or manifest.read_text(encoding="utf-8") != summary:
         write_text(manifest, summary)
     return wavs
+
+
+def _write_programme(out_dir: Path, seed: int, config: SynthConfig, cache: Path | None,
+                     index: int) -> None:
+    """Make programme ``index`` and write its wav and tsv atomically."""
+    sources.set_cache_dir(cache)
+    wav, tsv = programme_paths(out_dir, index)
+    audio, segments = generate_programme(programme_seed(seed, index), config,
+                                         programme_split(index, config))
+    with atomic_path(wav) as tmp:
+        sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    write_segments(tsv, segments)
+
+
+@contextlib.contextmanager
+def _mapper(jobs: int) -> Iterator[Callable[..., Iterator[Any]]]:
+    """An ordered map: the built-in one for one job, else a pool of ``jobs`` fresh processes
+    (spawned, so no thread state of the parent is copied)."""
+    if jobs <= 1:
+        yield map
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        yield pool.map
 
 
 def _remove_programmes_from(out_dir: Path, count: int) -> None:
