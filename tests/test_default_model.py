@@ -200,6 +200,18 @@ def test_the_real_limit_is_5_mb_and_the_default_model_lives_in_the_package() -> 
     assert package / "models" / "default.pt" == shipped.DEFAULT_MODEL
 
 
+@pytest.mark.skipif(not shipped.DEFAULT_MODEL.is_file(),
+                    reason="no musicdet/models/default.pt in this checkout (make model)")
+def test_the_committed_default_model_loads_and_is_within_the_limit() -> None:
+    """Runs once the model is committed: it must stay loadable (rerun make model after a
+    format change) and within the 5 MB the repository allows."""
+    assert shipped.DEFAULT_MODEL.stat().st_size <= shipped.MAX_BYTES
+    detector = load_model(shipped.DEFAULT_MODEL)
+    assert detector.training_data is not None and detector.training_data.providers
+    assert all(r["weights_sha256"] == detector.weights_sha256()
+               for r in detector.evaluations.values())
+
+
 def test_training_data_records_the_corpus_and_its_providers() -> None:
     manifest = {"hours": 0.5, "seed": 3, "validation": [],
                 "sources": [{"name": "gm-scores", "kind": "music", "version": "v1",
