@@ -1,7 +1,9 @@
 """musicdet: synthesise a corpus, extract features, train, evaluate, detect, describe a model.
 
-Every command is a thin wrapper over the Python API; its help is its docstring (plain text:
-no markup, argparse prints it as it is). An error prints one line, musicdet: error: ...,
+detect, evaluate and info use the default detector shipped in the package when no model file
+is named (musicdet info describes it; make model makes it). Every command is a thin wrapper
+over the Python API; its help is its docstring (plain text: no markup, argparse prints it as
+it is). An error prints one line, musicdet: error: ...,
 and exits with a status of `musicdet.errors.ExitStatus` (listed in --help).
 """
 
@@ -107,8 +109,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     Frame-level, no collar, pooled over all files and per file. Writes OUT/metrics.json,
     OUT/roc.png and OUT/scores.png; --bootstrap N adds 95 % intervals resampling whole files.
+    Without MODEL, the default detector. --record NAME also stores the pooled figures, the
+    data folder's name and a hash of its file list (no audio) in the model file under NAME;
+    musicdet info lists them. The weights and everything else in the file stay as they were.
     """
-    from .evaluate import evaluate_model
+    from .evaluate import evaluate_model, evaluation_record
+    from .modelfile import record_evaluation
 
     options = {}
     for item in args.option:
@@ -116,8 +122,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ConfigError(item, "option must look like key=value")
         options[key] = parse_yaml(raw, f"--option {key}")
+    model = args.model or default_model()
     report = evaluate_model(
-        args.model, args.data, args.out, format=args.format, options=options,
+        model, args.data, args.out, format=args.format, options=options,
         cache_dir=args.cache_dir, bootstrap=args.bootstrap, seed=args.seed,
         target_precision=args.target_precision, device=args.device, progress=not args.quiet,
     )
@@ -126,6 +133,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{len(report['files'])} files: AUC {pooled['auc']:.4f}, EER {pooled['eer']:.4f}, "
           f"recall {recall}, F1 {f1} at P={args.target_precision:g}\n"
           f"metrics: {args.out / 'metrics.json'}")
+    if args.record:
+        record_evaluation(model, args.record, evaluation_record(report))
+        print(f"recorded as {args.record!r} in {model}")
     return 0
 
 
@@ -136,7 +146,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     model's own threshold, see musicdet info, unless --threshold; hysteresis with
     --low-threshold), no-music gaps shorter than --min-non-music are filled and music
     shorter than --min-music dropped. tsv/csv/json list music and no-music segments,
-    audacity and rttm music only.
+    audacity and rttm music only. The model: --model PATH, or a first input ending in .pt
+    (musicdet detect MODEL.pt AUDIO...), else the default detector (musicdet info).
     """
     from .detect import Smoothing, detect
     smoothing = Smoothing(
@@ -144,8 +155,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         low_threshold=args.low_threshold, min_music=args.min_music,
         min_non_music=args.min_non_music,
     )
+    model, audio = _model_and_audio(args.model, args.inputs)
     failures = detect(
-        args.model, args.audio, args.out, smoothing=smoothing, segment_format=args.format,
+        model, audio, args.out, smoothing=smoothing, segment_format=args.format,
         frame_scores=args.frame_scores, block_seconds=args.block_seconds,
         skip_bad=args.skip_bad, device=args.device, progress=not args.quiet,
     )
@@ -153,15 +165,37 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Describe a model file: what it was trained on, its validation figures, its threshold.
+    """Describe a model file (default: the default detector): what it was trained on, its
+    threshold, its validation figures and every evaluation recorded in it.
 
     The threshold is the one detect uses unless --threshold is given, with the rule that
-    chose it.
+    chose it. The table's P is the precision recall and F1 are given at; F1 thr is the F1 of
+    detect's decisions at the model's threshold.
     """
     from .modelfile import load_model
 
-    print("\n".join(format_sections(load_model(args.model).describe())))
+    model = args.model or default_model()
+    detector = load_model(model)
+    print("\n".join([f"model: {model}", *format_sections(detector.describe()), "figures:",
+                     *(f"  {line}" for line in detector.figures_table())]))
     return 0
+
+
+def default_model() -> Path:
+    """The shipped default detector (`musicdet.shipped`), or an error saying how to make it."""
+    from .shipped import default_model
+
+    return default_model()
+
+
+def _model_and_audio(model: Path | None, inputs: Sequence[str]) -> tuple[Path, list[str]]:
+    """detect's model and audio inputs: --model, else a first input ending in .pt, else the
+    default detector."""
+    if model is None and inputs[0].lower().endswith(MODEL_SUFFIX):
+        model, inputs = Path(inputs[0]), inputs[1:]
+        if not inputs:
+            raise ConfigError("AUDIO", f"no audio inputs after the model file {model}")
+    return model or default_model(), list(inputs)
 
 
 def format_sections(sections: Mapping[str, Any], indent: int = 0) -> list[str]:
@@ -225,7 +259,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="model file (model.pt from musicdet train)")
+    p.add_argument("model", type=Path, nargs="?", help=f"model file ({DEFAULT_HELP})")
     p.add_argument("--data", type=Path, required=True, help="labelled dataset root")
     p.add_argument("--format", choices=["generic", "openbmat", "seyerlehner", "synth"],
                    default="generic", help="dataset format (generic)")
@@ -239,13 +273,18 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-precision", type=float, default=0.90, metavar="P",
                    help="report recall and F1 at the threshold with the highest recall whose "
                         "precision is at least P (0.90)")
+    p.add_argument("--record", metavar="NAME",
+                   help="store the pooled figures in the model file under NAME (letters, "
+                        "digits, . _ -; replaces a record of that name)")
     _device_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="model file (model.pt from musicdet train)")
-    p.add_argument("audio", nargs="+", help="audio files, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="AUDIO",
+                   help="audio files, folders or globs; without --model, a first one ending "
+                        "in .pt is the model file")
+    p.add_argument("--model", type=Path, metavar="PATH", help=f"model file ({DEFAULT_HELP})")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", choices=["tsv", "csv", "audacity", "rttm", "json"], default="tsv",
                    help="segment file format (tsv)")
@@ -269,7 +308,7 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", type=Path, help="model file (model.pt from musicdet train)")
+    p.add_argument("model", type=Path, nargs="?", help=f"model file ({DEFAULT_HELP})")
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
@@ -278,6 +317,8 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
 
 
 DEVICES = ["auto", "cpu", "cuda"]
+MODEL_SUFFIX = ".pt"
+DEFAULT_HELP = "model.pt from musicdet train; default: the default detector in the package"
 
 COMMANDS.update(
     synth=(cmd_synth, _synth_args),

@@ -6,14 +6,18 @@ Scores are `Detector.probabilities` of each file's raw features (read through th
 the threshold with the highest recall at precision >= ``target_precision`` (0.90), pooled over
 all files and per file; also accuracy / precision / recall / F1 at the model's own
 validation threshold.
-Bootstrap confidence intervals resample whole files.
+Bootstrap confidence intervals resample whole files. `evaluation_record` is the summary
+``musicdet evaluate --record NAME`` stores in the model file (figures, the data folder's name
+and a hash of its file list; never audio).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from . import __version__
 from .configtools import require
 from .datasets import LabelledAudio, read_dataset
 from .detect import median_smooth, seconds_to_frames
@@ -135,8 +140,11 @@ def evaluate_model(
     files = score_files(detector, items, FeatureCache(cache_dir), progress)
     report = {
         "model": str(model) if not isinstance(model, Detector) else None,
+        "weights_sha256": detector.weights_sha256(),
         "data": str(data),
         "format": format,
+        "hours": sum(item.duration for item in items) / 3600,
+        "file_list_sha256": file_list_digest([item.audio for item in items], Path(data)),
         **summarize_scores(files, detector.threshold, bootstrap, seed, target_precision,
                            median_frames(detector)),
     }
@@ -147,6 +155,42 @@ def evaluate_model(
     plot_score_histograms(labels, scores, out / HISTOGRAM_FILE, mask=mask,
                           threshold=detector.threshold)
     return report
+
+
+def file_list_digest(paths: Sequence[Path], root: Path) -> str:
+    """SHA-256 (hex) of which files a set holds: sorted paths relative to ``root`` with their
+    sizes in bytes (not their content)."""
+    root = root.resolve()
+
+    def entry(path: Path) -> str:
+        full = path.resolve()
+        name = full.relative_to(root) if full.is_relative_to(root) else full
+        return f"{name.as_posix()}\t{full.stat().st_size}\n"
+
+    return hashlib.sha256("".join(sorted(map(entry, paths))).encode("utf-8")).hexdigest()
+
+
+def evaluation_record(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary of an `evaluate_model` report that a model file records: pooled AUC, EER,
+    recall / F1 at the target precision, precision / recall / F1 at the model's threshold,
+    files, hours, the data folder's name and file-list hash, the weights measured, when."""
+    pooled = report["pooled"]
+    at_threshold = pooled["at_model_threshold"] or {}
+    return {
+        "data": Path(report["data"]).resolve().name,
+        "format": report["format"],
+        "files": len(report["files"]),
+        "hours": report["hours"],
+        "file_list_sha256": report["file_list_sha256"],
+        **{key: pooled[key] for key in ("auc", "eer")},
+        "target_precision": report["target_precision"],
+        **{key: pooled[key] for key in ("recall", "f1")},
+        "model_threshold": report["model_threshold"],
+        **{f"threshold_{key}": at_threshold.get(key) for key in ("precision", "recall", "f1")},
+        "weights_sha256": report["weights_sha256"],
+        "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
+        "musicdet": __version__,
+    }
 
 
 def median_frames(detector: Detector) -> int:

@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -50,13 +51,12 @@ def labelled_audio(data: DataConfig, progress: bool = True) -> list[LabelledAudi
     return read_dataset(data.format, data.path, label_map=data.label_map or None, **options)
 
 
-def synth_validation(data: DataConfig) -> set[str] | None:
-    """For the embedded corpus, the programmes made from validation material (corpus.json):
-    the files training holds out. None for other formats."""
+def corpus_manifest(data: DataConfig) -> dict[str, Any] | None:
+    """The embedded corpus's corpus.json: seed, hours, providers and the programmes made from
+    validation material (the files training holds out). None for other formats."""
     if data.format != "synth":
         return None
-    manifest = json.loads((synth_corpus_dir(data) / MANIFEST).read_text(encoding="utf-8"))
-    return set(manifest["validation"])
+    return json.loads((synth_corpus_dir(data) / MANIFEST).read_text(encoding="utf-8"))
 
 
 def load_examples(

@@ -2,16 +2,21 @@
 
 It is a torch zip holding only tensors and one JSON string (weights, run config, feature
 normalisation, validation metrics, the default operating point and why it was chosen, the
-amount of training data, package versions), so it loads with ``torch.load(weights_only=True)``:
-a crafted pickle is refused, never executed.
+training data and the corpus that made it, package versions, recorded evaluations), so it
+loads with ``torch.load(weights_only=True)``: a crafted pickle is refused, never executed.
+`record_evaluation` adds an evaluation summary to a file and leaves its weights, config and
+everything else as they were; each summary names the SHA-256 of the weights it measured
+(`weights_digest`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +36,7 @@ FORMAT = "musicdet-model"
 FORMAT_VERSION = 1
 OLDER_DEFAULTS = {"model": {"input_norm": "none"}}
 """Run-config options whose default changed, with the value files written before them used."""
+EVALUATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 T = TypeVar("T")
 
 
@@ -54,16 +60,27 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """How much labelled audio trained the model and validated it (files, hours)."""
+    """How much labelled audio trained the model and validated it (files, hours), and the
+    synthetic corpus it came from, as its corpus.json says (None / empty: not one)."""
 
     train_files: int
     train_hours: float
     validation_files: int
     validation_hours: float
+    corpus_hours: float | None = None
+    corpus_seed: int | None = None
+    providers: list[str] = field(default_factory=list)  # "name (version)" of each provider
 
     def describe(self) -> str:
         return (f"train {_amount(self.train_hours, self.train_files)}, "
                 f"validation {_amount(self.validation_hours, self.validation_files)}")
+
+    def describe_corpus(self) -> str | None:
+        """The synthetic corpus and its providers; None where not recorded."""
+        if self.corpus_hours is None:
+            return None
+        return (f"{self.corpus_hours:g} h synthetic corpus of seed {self.corpus_seed}; "
+                f"providers: {', '.join(self.providers) or 'none recorded'}")
 
 
 def _amount(hours: float, files: int) -> str:
@@ -96,6 +113,7 @@ class Detector:
     operating_point: OperatingPoint | None = None  # as stored; None in older files
     training_data: TrainingData | None = None  # None: not recorded (older file)
     versions: dict[str, str] = field(default_factory=dict)  # of the packages that trained it
+    evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name, as recorded
 
     @property
     def threshold(self) -> float:
@@ -112,10 +130,13 @@ class Detector:
         config, metrics = self.config, self.metrics
         point = self.default_point
         select = config.training.select_metric
+        corpus = self.training_data.describe_corpus() if self.training_data else None
         return {
             "data": _describe_data(config),
             "training data": self.training_data.describe() if self.training_data else
                              "not recorded",
+            "corpus": corpus or ("not recorded" if config.data.format == "synth" else
+                                 "none (not synthetic)"),
             "seed": str(config.seed),
             "front end": f"{config.features.mel_scaling} Mel + chroma, min-max block scaling, "
                          f"input_norm {config.model.input_norm}",
@@ -126,7 +147,39 @@ class Detector:
             "validation": _describe_metrics(metrics),
             "threshold": f"{point.threshold:.4f} ({point.rule})",
             "versions": ", ".join(f"{k} {v}" for k, v in self.versions.items()) or "not recorded",
+            "weights": f"sha256 {self.weights_sha256()}",
         }
+
+    def weights_sha256(self) -> str:
+        """`weights_digest` of this model's weights."""
+        return weights_digest(self.model.state_dict())
+
+    def figures_table(self) -> list[str]:
+        """Validation and every recorded evaluation, one row each, as aligned text lines.
+
+        Ranking metrics at each row's precision P (0.90 unless evaluated otherwise); "F1 thr":
+        F1 of detect's decisions at the model's own threshold (not measured in validation).
+        A record of other weights than these is marked so.
+        """
+        rows = [["set", "data", "files", "hours", "AUC", "EER", "P", "recall", "F1", "F1 thr"]]
+        if "val_auc" in self.metrics:
+            amounts = self.training_data
+            rows.append(["validation", "held out", _number(amounts and amounts.validation_files),
+                         _fixed(amounts and amounts.validation_hours, 3),
+                         *(_fixed(self.metrics.get(k)) for k in ("val_auc", "val_eer")), "0.90",
+                         *(_fixed(self.metrics.get(k)) for k in ("val_recall", "val_f1")), "-"])
+        mine = self.weights_sha256()
+        for name, record in self.evaluations.items():
+            mark = "" if record.get("weights_sha256") == mine else " (other weights)"
+            rows.append([name + mark, str(record.get("data")), _number(record.get("files")),
+                         _fixed(record.get("hours"), 3),
+                         *(_fixed(record.get(k)) for k in ("auc", "eer")),
+                         _fixed(record.get("target_precision"), 2),
+                         *(_fixed(record.get(k)) for k in ("recall", "f1", "threshold_f1"))])
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                          for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+                for row in rows]
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """Music probability (T,) for one file's raw features (T, 140)."""
@@ -160,6 +213,20 @@ def _number(value: Any) -> str:
     return "unknown" if value is None else f"{value:g}"
 
 
+def _fixed(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of weights: each tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_model(
     path: str | Path,
     model: BiGRUDetector,
@@ -185,10 +252,33 @@ def save_model(
             "python": platform.python_version(),
         },
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _write(Path(path), meta, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return Path(path)
+
+
+def record_evaluation(path: str | Path, name: str, record: Mapping[str, Any]) -> None:
+    """Store evaluation summary ``record`` in model file ``path`` under ``name`` (replacing a
+    record of that name), atomically: weights, config and all else stay as they were.
+
+    ``record["weights_sha256"]`` must be the file's own `weights_digest`: an evaluation of
+    other weights is refused (`ModelFileError`).
+    """
+    require(EVALUATION_NAME.fullmatch(name) is not None, "record",
+            "a name of up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            name)
+    path = Path(path)
+    load_model(path)  # an intact model file of this format, or ModelFileError
+    meta, state = _read(path)
+    if record.get("weights_sha256") != weights_digest(state):
+        raise ModelFileError(f"{path}: the evaluation to record measured other weights than "
+                             "this file holds (was the file replaced meanwhile?)")
+    meta["evaluations"] = {**meta.get("evaluations", {}), name: dict(record)}
+    _write(path, meta, state)
+
+
+def _write(path: Path, meta: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
     with atomic_path(path) as tmp:
         torch.save({"meta": json.dumps(meta), "state_dict": state}, tmp)
-    return Path(path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector:
@@ -210,6 +300,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector
         point = _optional(OperatingPoint, meta, "operating_point")  # absent in older files
         training_data = _optional(TrainingData, meta, "training_data")
         versions = {str(k): str(v) for k, v in meta.get("versions", {}).items()}
+        evaluations = {str(k): dict(v) for k, v in meta.get("evaluations", {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError) as error:  # ConfigError: ValueError
         raise ModelFileError(f"{path}: damaged model metadata ({error})") from None
     model = BiGRUDetector(config.model)
@@ -220,7 +311,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Detector
         message = f"{path}: weights do not match the stored model config: {first}"
         raise ModelFileError(message) from None
     model.to(device).eval()
-    return Detector(model, config, normalizer, metrics, point, training_data, versions)
+    return Detector(model, config, normalizer, metrics, point, training_data, versions,
+                    evaluations)
 
 
 def _with_older_defaults(config: Any) -> Any:

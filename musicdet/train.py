@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
 from .detect import Smoothing, median_smooth, seconds_to_frames
 from .devices import choose_device
-from .examples import load_examples, synth_validation
+from .examples import corpus_manifest, load_examples
 from .features import Normalizer
 from .fsutil import atomic_path, write_text
 from .losses import Loss, build_loss, evaluate_loss
@@ -97,18 +97,24 @@ class EpochReport:
 
 @dataclass
 class PreparedData:
-    """Raw features of the training and validation files (split by file)."""
+    """Raw features of the training and validation files (split by file), and the corpus.json
+    of the embedded corpus they come from (None for other data)."""
 
     train: list[Example]
     validation: list[Example]
+    corpus: dict[str, Any] | None = None
 
     def amounts(self, frames_per_second: float) -> TrainingData:
-        """Files and hours of each split (the model file records them)."""
+        """Files and hours of each split and the corpus's hours, seed and providers (the model
+        file records them)."""
         def hours(examples: list[Example]) -> float:
             return sum(e.frames for e in examples) / frames_per_second / 3600
 
+        corpus = {} if self.corpus is None else {
+            "corpus_hours": float(self.corpus["hours"]), "corpus_seed": int(self.corpus["seed"]),
+            "providers": [f"{s['name']} ({s['version']})" for s in self.corpus["sources"]]}
         return TrainingData(len(self.train), hours(self.train), len(self.validation),
-                            hours(self.validation))
+                            hours(self.validation), **corpus)
 
 
 @dataclass
@@ -137,9 +143,9 @@ def prepare_data(config: RunConfig, progress: bool = True) -> PreparedData:
     material only, so no score is on both sides); other data a seeded share of the files.
     """
     examples = load_examples(config.data, config.features, progress)
-    held_out = synth_validation(config.data)
-    if held_out is not None:
-        return PreparedData(*split_by_name(examples, held_out))
+    manifest = corpus_manifest(config.data)
+    if manifest is not None:
+        return PreparedData(*split_by_name(examples, set(manifest["validation"])), manifest)
     train, validation = split_by_file(examples, config.data.validation_fraction, config.seed)
     return PreparedData(train, validation)
 

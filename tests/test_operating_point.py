@@ -81,10 +81,12 @@ def test_operating_point_and_training_data_round_trip(tmp_path):
     assert detector.operating_point == point and detector.threshold == 0.625
     assert detector.training_data == amounts
     lines = detector.describe()
-    assert list(lines) == ["data", "training data", "seed", "front end", "loss", "epochs",
-                           "validation", "threshold", "versions"]
+    assert list(lines) == ["data", "training data", "corpus", "seed", "front end", "loss",
+                           "epochs", "validation", "threshold", "versions", "weights"]
     assert lines["data"] == "synth, 0.25 h corpus of seed 0"
     assert lines["training data"] == "train 0.2 h in 12 files, validation 0.05 h in 1 file"
+    assert lines["corpus"] == "not recorded"  # synth data, by a musicdet before providers
+    assert lines["weights"] == f"sha256 {detector.weights_sha256()}"
     assert lines["loss"] == "ce"
     assert lines["front end"] == "log Mel + chroma, min-max block scaling, input_norm window"
     assert lines["epochs"] == "20; kept epoch 3, the best by val_auc (maximize)"
@@ -109,3 +111,4 @@ def test_an_older_model_file_keeps_its_threshold_and_says_how_it_was_chosen(
     assert detector.operating_point is None and detector.threshold == threshold
     assert detector.describe()["threshold"] == f"{threshold:.4f} ({rule})"
     assert detector.describe()["training data"] == "not recorded"
+    assert detector.describe()["corpus"] == "not recorded"

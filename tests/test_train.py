@@ -47,6 +47,7 @@ def test_prepare_data_holds_out_the_corpus_validation_programmes(
     """Validation 0.34 on 3 programmes: programme 0 is made from validation material only."""
     corpus = next((cache / "corpus").glob("synth-*"))
     assert json.loads((corpus / "corpus.json").read_text())["validation"] == ["prog-0000"]
+    assert data.corpus == json.loads((corpus / "corpus.json").read_text())
     assert [e.name for e in data.validation] == ["prog-0000"]
     assert [e.name for e in data.train] == ["prog-0001", "prog-0002"]
     for example in data.train + data.validation:
@@ -78,6 +79,11 @@ def test_train_writes_a_self_contained_model(tmp_path: Path, cache: Path, data: 
     assert [h["epoch"] for h in history] == [1.0, 2.0]
     detector = load_model(result.model_path)
     assert detector.config == tiny_config(cache)
+    amounts = detector.training_data
+    assert (amounts.corpus_hours, amounts.corpus_seed) == (0.05, 0)
+    assert amounts.providers == [f"{s['name']} ({s['version']})" for s in data.corpus["sources"]]
+    assert amounts.providers and detector.describe()["corpus"].startswith(
+        "0.05 h synthetic corpus of seed 0; providers: ")
     assert detector.metrics["val_auc"] == pytest.approx(result.best.val_auc)
     saved = np.load(result.validation_path)  # the kept epoch's raw scores, file after file
     assert auc(saved["labels"], saved["scores"], saved["mask"]) == result.best.val_auc
