@@ -112,6 +112,7 @@ class Detector:
         config, metrics = self.config, self.metrics
         point = self.default_point
         select = config.training.select_metric
+        augment = {"augment": config.augment.describe()} if config.augment.active else {}
         return {
             "data": _describe_data(config),
             "training data": self.training_data.describe() if self.training_data else
@@ -121,6 +122,7 @@ class Detector:
                          f"input_norm {config.model.input_norm}",
             "loss": " ".join([config.loss.type, *(f"{k}={v:g}" for k, v in
                                                  config.loss.active_params().items())]),
+            **augment,
             "epochs": f"{config.training.epochs}; kept epoch {_number(metrics.get('epoch'))}, "
                       f"the best by {select} ({METRIC_DIRECTIONS[select]})",
             "validation": _describe_metrics(metrics),
