@@ -1,10 +1,14 @@
-"""Training-time augmentation of feature windows: level, SpecAugment masks, mixing two windows.
+"""Training-time augmentation of feature windows: tempo, mixing, level, SpecAugment masks.
 
 Applied by `musicdet.train` to training minibatches only, after the corpus-fitted min-max
 scaling (`Normalizer`) and before the model, with a numpy generator seeded per (seed, epoch),
 so a resumed run stays bit-identical. Everything is off by default; then no number is drawn
 and the batches are exactly those of a run without the ``augment`` section. In this order:
 
+* stretch (``stretch``): each window played at a tempo factor f log-uniform in
+  [1 / (1 + stretch), 1 + stretch]: output frame t is input frame floor(t · f), labels and
+  mask with it (frames repeated below 1, dropped above), while that is a real frame: the
+  window's length becomes ceil(length / f), at most the window (the rest is padding).
 * mix (``mix_prob``, ``mix_level_db``): a window gets another window of the minibatch added
   at a level uniform in [-mix_level_db, 0] dB relative to it. On the Mel block, whose scaled
   value x stands for the natural-log energy ``low + span · x``, the mix is exact in energy:
@@ -19,14 +23,14 @@ and the batches are exactly those of a run without the ``augment`` section. In t
 * masks (``time_masks`` × up to ``time_mask_frames`` frames, all dimensions; ``freq_masks`` ×
   up to ``freq_mask_bins`` Mel bands): masked values are set to the window's mean per
   dimension over its real, not time-masked frames. That keeps each dimension's window mean,
-  so under ``input_norm: window`` masked values standardise to exactly 0 and the other frames
-  keep their centring; 0 (the scaled minimum, i.e. silence) would instead be an outlier that
-  moves the window's mean and spread.
+  so under ``input_norm: window`` masked values standardise to 0 (up to float rounding) and
+  the other frames keep their centring; 0 (the scaled minimum, i.e. silence) would instead be
+  an outlier that moves the window's mean and spread.
 
 Scaled values stay clipped to [0, 1] as `Normalizer.apply` clips them; a Mel value at 0 (at
 or below the training minimum, digital silence included) counts as the minimum itself: the
-documented approximation of undoing a clipped scaling. Padding frames are never changed.
-Gain and mixing need log-Mel (``features.mel_scaling: log``); masks work on either.
+documented approximation of undoing a clipped scaling. Padding frames stay zero, masked out.
+Gain and mixing need log-Mel (``features.mel_scaling: log``); stretch and masks work on either.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ NATS_PER_DB = math.log(10.0) / 10.0
 """Natural-log energy of one dB of power."""
 MAX_LEVEL_DB = 60.0
 """Largest gain_db and mix_level_db accepted (dB)."""
+MAX_STRETCH = 0.5
+"""Largest stretch accepted: tempo factors from 1/1.5 to 1.5."""
 
 
 @dataclass
@@ -57,6 +63,7 @@ class AugmentConfig:
     freq_mask_bins: int = 16  # each frequency mask's width: uniform in 0..freq_mask_bins
     mix_prob: float = 0.0  # chance that a window gets another window of its minibatch added
     mix_level_db: float = 10.0  # the added window's level: uniform in [-mix_level_db, 0] dB
+    stretch: float = 0.0  # tempo factor log-uniform in [1 / (1 + stretch), 1 + stretch]
 
     def __post_init__(self) -> None:
         for name in ("gain_db", "mix_level_db"):
@@ -67,11 +74,14 @@ class AugmentConfig:
         for name in ("time_mask_frames", "freq_mask_bins"):
             require(getattr(self, name) >= 1, name, f"{name} >= 1", getattr(self, name))
         require(0.0 <= self.mix_prob <= 1.0, "mix_prob", "0 <= mix_prob <= 1", self.mix_prob)
+        require(0.0 <= self.stretch <= MAX_STRETCH, "stretch", f"0 <= stretch <= {MAX_STRETCH}",
+                self.stretch)
 
     @property
     def active(self) -> bool:
         """Whether any option changes a batch."""
-        return self.mixes or self.changes_level or self.time_masks > 0 or self.freq_masks > 0
+        return (self.changes_level or self.stretch > 0 or self.time_masks > 0
+                or self.freq_masks > 0)
 
     @property
     def mixes(self) -> bool:
@@ -85,6 +95,8 @@ class AugmentConfig:
     def describe(self) -> str:
         """The options that are on, e.g. ``gain ±6 dB, 2 time masks ≤ 30 frames``."""
         parts = []
+        if self.stretch > 0:
+            parts.append(f"stretch ×1/{1 + self.stretch:g}..{1 + self.stretch:g}")
         if self.mixes:
             parts.append(f"mix p={self.mix_prob:g} at -{self.mix_level_db:g}..0 dB")
         if self.gain_db > 0:
@@ -112,6 +124,9 @@ class Augmenter:
     def __call__(self, batch: Batch, rng: np.random.Generator) -> Batch:
         """``batch`` augmented with draws from ``rng`` (a fixed number per option and window)."""
         config, size = self.config, len(batch.lengths)
+        if config.stretch > 0:
+            bound = math.log1p(config.stretch)
+            batch = stretch(batch, np.exp(rng.uniform(-bound, bound, size)))
         if config.mixes:
             chosen = rng.random(size) < config.mix_prob
             partner = (np.arange(size) + rng.integers(1, max(size, 2), size)) % size
@@ -181,6 +196,19 @@ def _ored_labels(labels_a: torch.Tensor, known_a: torch.Tensor, real_a: torch.Te
     known = ((known_a & known_b) | (known_a & (labels_a == 1))
              | (real_a & known_b & (labels_b == 1)))
     return torch.where(real_a, torch.maximum(labels_a, labels_b), 0.0), known
+
+
+def stretch(batch: Batch, factor: np.ndarray) -> Batch:
+    """Each window played at tempo ``factor[i]``: output frame t is input frame floor(t · f)
+    while that is a real frame, padding after it (module doc)."""
+    frames = batch.features.shape[1]
+    source = np.floor(np.arange(frames)[None] * factor[:, None]).astype(np.int64)
+    real = torch.from_numpy(source < batch.lengths.numpy()[:, None])
+    index = torch.from_numpy(np.minimum(source, frames - 1))
+    rows = torch.arange(len(factor))[:, None]
+    return Batch(torch.where(real[..., None], batch.features[rows, index], 0.0),
+                 torch.where(real, batch.labels[rows, index], 0.0),
+                 real & batch.mask[rows, index], real.sum(1))
 
 
 def mask(features: torch.Tensor, lengths: torch.Tensor, time_spans: np.ndarray,

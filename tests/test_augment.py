@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from musicdet.augment import NATS_PER_DB, AugmentConfig, Augmenter, mask
+from musicdet.augment import NATS_PER_DB, AugmentConfig, Augmenter, mask, stretch
 from musicdet.config import RunConfig
 from musicdet.configtools import ConfigError
 from musicdet.features import Normalizer
@@ -28,7 +28,7 @@ from search.spec import parse_spec
 N_MELS, DIMS, FRAMES = 128, 140, 50
 SPAN = 20.0  # natural-log energy range of the Mel block
 ALL_ON = {"gain_db": 6.0, "time_masks": 2, "time_mask_frames": 10, "freq_masks": 2,
-          "freq_mask_bins": 20, "mix_prob": 0.5, "mix_level_db": 12.0}
+          "freq_mask_bins": 20, "mix_prob": 0.5, "mix_level_db": 12.0, "stretch": 0.1}
 
 
 def make_batch(seed: int = 0, lengths: tuple[int, ...] = (50, 50, 30, 50)) -> Batch:
@@ -100,6 +100,21 @@ def test_masks_set_their_spans_to_the_window_mean_and_touch_nothing_else() -> No
     np.testing.assert_allclose(standard_after[2, :, :100], standard_before[2, :, :100])
 
 
+def test_stretch_repeats_or_drops_frames_with_their_labels_and_shortens_a_faster_window():
+    batch = make_batch(lengths=(50, 50, 30, 50))
+    out = stretch(batch, np.array([1.0, 2.0, 0.5, 1.1]))
+    assert out.lengths.tolist() == [50, 25, 50, 46]  # ceil(length / factor), at most 50
+    for window, source in ((0, np.arange(50)), (1, np.arange(0, 50, 2)),
+                           (2, np.arange(50) // 2), (3, np.floor(np.arange(46) * 1.1))):
+        source = source.astype(int)
+        real = len(source)
+        assert torch.equal(out.features[window, :real], batch.features[window, source])
+        assert torch.equal(out.labels[window, :real], batch.labels[window, source])
+        assert torch.equal(out.mask[window, :real], batch.mask[window, source])
+        assert not out.features[window, real:].any() and not out.mask[window, real:].any()
+        assert not out.labels[window, real:].any()
+
+
 def unscaled(scaled: np.ndarray) -> np.ndarray:
     return -10.0 + SPAN * scaled  # the Mel block's minimum is -10 (cancels in the mix)
 
@@ -167,7 +182,8 @@ def test_augmentation_is_deterministic_per_seed_and_changes_every_option() -> No
             continue
         alone = augmenter(**{option: value})(batch, np.random.default_rng(0))
         assert not torch.equal(alone.features, batch.features), option
-        assert torch.equal(alone.labels, batch.labels) == (option != "mix_prob"), option
+        relabels = option in ("mix_prob", "stretch")
+        assert torch.equal(alone.labels, batch.labels) != relabels, option
 
 
 def test_mix_partners_are_other_windows() -> None:
@@ -190,7 +206,8 @@ def test_mix_partners_are_other_windows() -> None:
      "`time_mask_frames <= training.sequence_frames` must hold, but got (301, 300)"),
     ({"freq_masks": 1, "freq_mask_bins": 129}, "augment.freq_mask_bins: "
      "`freq_mask_bins <= features.n_mels` must hold"),
-    ({"stretch": 0.1}, "augment.stretch: unknown key; expected one of gain_db,"),
+    ({"stretch": 0.6}, "augment.stretch: `0 <= stretch <= 0.5` must hold, but got 0.6"),
+    ({"shift": 1}, "augment.shift: unknown key; expected one of gain_db,"),
 ])
 def test_bad_options_are_one_line_errors_naming_the_key(options, message) -> None:
     with pytest.raises(ConfigError) as error:
@@ -299,8 +316,9 @@ def test_augmented_training_resumed_from_its_checkpoint_equals_uninterrupted(tmp
     state = second.model.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in first.model.state_dict().items())
     assert first.config.augment == config.augment  # the model file records the options
-    assert first.describe()["augment"] == ("mix p=0.5 at -12..0 dB, gain ±6 dB, "
-                                           "2 time masks ≤ 10 frames, 2 Mel masks ≤ 20 bands")
+    assert first.describe()["augment"] == (
+        "stretch ×1/1.1..1.1, mix p=0.5 at -12..0 dB, gain ±6 dB, 2 time masks ≤ 10 frames, "
+        "2 Mel masks ≤ 20 bands")
     plain = tiny_config()
     train(plain, tmp_path / "plain", data=data, progress=False)
     assert "augment" not in load_model(tmp_path / "plain" / "model.pt").describe()
@@ -363,7 +381,7 @@ def test_base_augment_options_reach_every_trial() -> None:
 
 
 @pytest.mark.parametrize(("search", "base", "message"), [
-    ({"augment": {"stretch": 0.1}}, {}, "search.augment.stretch: unknown option; expected one"),
+    ({"augment": {"shift": 0.1}}, {}, "search.augment.shift: unknown option; expected one"),
     ({"augment": {"time_masks": {"low": 0, "high": 2.5}}}, {},
      "search.augment.time_masks: `integer values` must hold"),
     ({"augment": {"mix_prob": {"low": 0.0, "high": 1.5}}}, {},
