@@ -149,9 +149,8 @@ class Augmenter:
         """Mel block of each window's real frames shifted by ``gain_db`` (B,) dB, clipped."""
         out = features.clone()
         shift = torch.tensor(gain_db * NATS_PER_DB * self.scale, dtype=out.dtype)
-        mel = out[..., : self.n_mels]
-        shifted = (mel + shift[:, None, None]).clamp(0.0, 1.0)
-        mel[:] = torch.where(real_frames(lengths, out.shape[1])[..., None], shifted, mel)
+        shift = shift[:, None, None] * real_frames(lengths, out.shape[1])[..., None]  # 0: padding
+        out[..., : self.n_mels].add_(shift).clamp_(0.0, 1.0)
         return out
 
     def mix(self, batch: Batch, chosen: np.ndarray, partner: np.ndarray, level_db: np.ndarray
