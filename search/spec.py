@@ -13,6 +13,7 @@ search:
   losses: [ce, aauc, apauc, aaucsum]
   space: {delta: 10.0, lam: {low: 1.0e-4, high: 1.0, log: true}}
   objective: {metric: val_auc}   # its direction is the metric's own (maximize here)
+  augment: {time_masks: {low: 0, high: 2}}   # optional: augment options sampled per trial
 pruner: {type: asha, grace_epochs: 1}
 resources: {cpus: 1, max_concurrent: 2}
 storage: {url: postgresql://user@host/db}   # default sqlite under runs/<name>/
