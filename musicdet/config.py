@@ -7,6 +7,7 @@ features: {}            # FeatureConfig defaults: the paper's front end
 model: {}               # ModelConfig defaults: 2 × BiGRU-128
 loss: {type: aaucsum, gamma: 0.75, lam: 0.001, delta: 10.0}
 training: {epochs: 20, batch_size: 32}
+augment: {}             # AugmentConfig defaults: none (musicdet/augment.py)
 ```
 """
 
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .augment import AugmentConfig
 from .configtools import from_dict, load_config, require, to_dict, with_overrides
 from .devices import DeviceChoice
 from .features import FeatureConfig
@@ -109,11 +111,28 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         require(0 <= self.seed < SEED_LIMIT, "seed", "0 <= seed < 2**32", self.seed)
         require(self.model.input_dim == self.features.dims, "model.input_dim",
                 "model.input_dim == features.dims", (self.model.input_dim, self.features.dims))
+        self._check_augment()
+
+    def _check_augment(self) -> None:
+        """The augment options' rules that involve other sections."""
+        augment = self.augment
+        require(not augment.changes_level or self.features.mel_scaling == "log",
+                "augment.gain_db" if augment.gain_db > 0 else "augment.mix_prob",
+                "gain and mixing only with features.mel_scaling log",
+                (augment.gain_db, augment.mix_prob, self.features.mel_scaling))
+        require(not augment.time_masks or augment.time_mask_frames
+                <= self.training.sequence_frames, "augment.time_mask_frames",
+                "time_mask_frames <= training.sequence_frames",
+                (augment.time_mask_frames, self.training.sequence_frames))
+        require(not augment.freq_masks or augment.freq_mask_bins <= self.features.n_mels,
+                "augment.freq_mask_bins", "freq_mask_bins <= features.n_mels",
+                (augment.freq_mask_bins, self.features.n_mels))
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:

@@ -131,6 +131,7 @@ class Detector:
         point = self.default_point
         select = config.training.select_metric
         corpus = self.training_data.describe_corpus() if self.training_data else None
+        augment = {"augment": config.augment.describe()} if config.augment.active else {}
         return {
             "data": _describe_data(config),
             "training data": self.training_data.describe() if self.training_data else
@@ -142,6 +143,7 @@ class Detector:
                          f"input_norm {config.model.input_norm}",
             "loss": " ".join([config.loss.type, *(f"{k}={v:g}" for k, v in
                                                  config.loss.active_params().items())]),
+            **augment,
             "epochs": f"{config.training.epochs}; kept epoch {_number(metrics.get('epoch'))}, "
                       f"the best by {select} ({METRIC_DIRECTIONS[select]})",
             "validation": _describe_metrics(metrics),

@@ -6,7 +6,8 @@ validation on every validation frame, best model file, checkpoint, ``on_epoch`` 
 Nothing is written to ``out_dir`` before the first epoch ends, so a refused resume or a failed
 data preparation leaves the folder as it was. A checkpoint is written after every epoch and
 every epoch reseeds its random streams from (seed, epoch), so a resumed run is bit-identical
-to an uninterrupted one on CPU.
+to an uninterrupted one on CPU. Training minibatches (never validation) go through the
+``augment`` options (`musicdet.augment`), drawn from their own (seed, epoch) stream.
 
 The epoch kept in model.pt is the best by ``training.select_metric``, in that metric's
 direction (`METRIC_DIRECTIONS`). Its default threshold is chosen on the validation scores
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .augment import Augmenter
 from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
 from .detect import Smoothing, median_smooth, seconds_to_frames
 from .devices import choose_device
@@ -52,6 +54,7 @@ from .sequences import (
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 TARGET_PRECISION = 0.90  # the paper's operating point: recall and F1 at this precision
+AUGMENT_STREAM = 1  # third seed word of the augmentation draws: (seed, epoch, AUGMENT_STREAM)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -181,6 +184,7 @@ def train(
     train_set = _normalised(data.train, normalizer)
     val_set = _normalised(data.validation, normalizer)
     loss_fn = build_loss(config.loss)
+    augmenter = augmenter_of(config, normalizer)
     n_sequences = config.training.sequences_per_epoch or sequences_per_epoch(
         train_set, config.training.sequence_frames
     )
@@ -193,7 +197,8 @@ def train(
             group["lr"] = lr
         degenerate_before, empty_before = loss_fn.degenerate_batches, loss_fn.empty_bands
         train_loss = _train_epoch(
-            model, optimiser, loss_fn, train_set, n_sequences, config, epoch, device, progress
+            model, optimiser, loss_fn, train_set, n_sequences, config, epoch, device, progress,
+            augmenter,
         )
         val = _validate(model, val_set, config, device)
         report = EpochReport(
@@ -228,6 +233,14 @@ def train(
             on_epoch(report)
     best = history[history[-1].best_epoch - 1]
     return TrainResult(out / MODEL, best, history, out / "validation.npz")
+
+
+def augmenter_of(config: RunConfig, normalizer: Normalizer) -> Augmenter | None:
+    """The training batches' `Augmenter` on the scale ``normalizer`` fitted (None: all off)."""
+    if not config.augment.active:
+        return None
+    span = normalizer.maximum[0] - normalizer.minimum[0]  # block 0: the Mel bands
+    return Augmenter(config.augment, config.features.n_mels, span)
 
 
 def _keep_best(report: EpochReport, previous: EpochReport | None, metric: str) -> None:
@@ -278,11 +291,17 @@ def _train_epoch(
     epoch: int,
     device: torch.device,
     progress: bool,
+    augmenter: Augmenter | None = None,
 ) -> float:
-    """One pass of random minibatches; returns the mean loss of those that define one."""
+    """One pass of random minibatches; returns the mean loss of those that define one.
+
+    Augmentation draws from its own stream of (seed, epoch), so it leaves the windows drawn
+    as they are without it.
+    """
     model.train()
     torch.manual_seed(config.seed * 100_003 + epoch)
     rng = np.random.default_rng([config.seed, epoch])
+    augment_rng = np.random.default_rng([config.seed, epoch, AUGMENT_STREAM])
     batches = random_batches(
         train_set, n_sequences, config.training.batch_size, config.training.sequence_frames, rng
     )
@@ -294,6 +313,8 @@ def _train_epoch(
              disable=not progress),
         start=1,
     ):
+        if augmenter is not None:
+            batch = augmenter(batch, augment_rng)
         batch = batch.to(device)
         loss = loss_fn(model(batch.features, batch.lengths), batch.labels, batch.mask)
         if not torch.isfinite(loss):

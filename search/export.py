@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from musicdet.config import RunConfig
 from musicdet.errors import CommandError, ExitStatus, UnfinishedError
 
-from .space import complete_params, describe, loss_config
+from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
 from .study import open_storage, trial_origin
 from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
@@ -84,7 +84,7 @@ def chosen_trial(spec: StudySpec, study: optuna.Study,
 
 def trial_config(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> RunConfig:
     """The run config that reproduces ``trial``."""
-    return spec.base_config(loss_config(_params(spec, trial)))
+    return run_config_of(spec.base_config(), _params(spec, trial))
 
 
 def export_best(spec: StudySpec, out: str | Path, register: bool = False,

@@ -13,6 +13,7 @@ search:
   losses: [ce, aauc, apauc, aaucsum]
   space: {delta: 10.0, lam: {low: 1.0e-4, high: 1.0, log: true}}
   objective: {metric: val_auc}   # its direction is the metric's own (maximize here)
+  augment: {time_masks: {low: 0, high: 2}}   # optional: augment options sampled per trial
 pruner: {type: asha, grace_epochs: 1}
 resources: {cpus: 1, max_concurrent: 2}
 storage: {url: postgresql://user@host/db}   # default sqlite under runs/<name>/
@@ -35,6 +36,7 @@ The study ``name`` names folders and the MLflow experiment, so it cannot hold a 
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +44,7 @@ from typing import Any, Literal
 import sqlalchemy.engine
 import sqlalchemy.exc
 
+from musicdet.augment import AugmentConfig
 from musicdet.config import METRIC_DIRECTIONS, RunConfig
 from musicdet.configtools import ConfigError, from_dict, load_yaml, require
 from musicdet.configtools import to_dict as config_to_dict
@@ -60,6 +63,8 @@ NAME_RULE = ("name is 1-64 letters, digits, '_', '.', '-', starting with a lette
 PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@|([?&]password=)[^&#\s]*", re.IGNORECASE)
 """A password in a URL: after ``user:`` (as sqlalchemy reads it: up to the ``@``) or a query
 parameter ``password=``."""
+AUGMENT_TYPES: dict[str, type] = typing.get_type_hints(AugmentConfig)
+"""Each `AugmentConfig` option's type (int or float), which ``search.augment`` can sample."""
 
 
 @dataclass
@@ -149,6 +154,28 @@ def check_loss_param(name: str, value: float) -> None:
         raise ConfigError(name, error.message) from None
 
 
+def check_augment_param(name: str, param: Param) -> None:
+    """Raise `ConfigError` naming ``augment.NAME`` unless ``name`` is an `AugmentConfig`
+    option that accepts every value ``param`` can take (integers for integer options)."""
+    key = f"augment.{name}"
+    if name not in AUGMENT_TYPES:
+        raise ConfigError(key, f"unknown option; expected one of {', '.join(AUGMENT_TYPES)}")
+    values = param.choices if isinstance(param, ParamRange) and param.choices is not None \
+        else _bounds(param)
+    if AUGMENT_TYPES[name] is int:
+        require(all(float(v).is_integer() for v in values), key, "integer values", param)
+    for value in values:
+        try:
+            AugmentConfig(**{name: augment_value(name, value)})
+        except ConfigError as error:
+            raise ConfigError(key, error.message) from None
+
+
+def augment_value(name: str, value: float) -> float | int:
+    """``value`` of augment option ``name`` as the option's type (an integer for an integer)."""
+    return AUGMENT_TYPES[name](value)
+
+
 def _is_range(param: Param) -> bool:
     return isinstance(param, ParamRange) and param.choices is None
 
@@ -189,6 +216,7 @@ class SearchSpec:
     space: SpaceSpec = field(default_factory=SpaceSpec)
     grid: list[LossConfig] | None = None  # sampler grid: the configurations to run, once each
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    augment: dict[str, Param] = field(default_factory=dict)  # sampled `AugmentConfig` options
 
     def __post_init__(self) -> None:
         require(len(self.losses) > 0, "losses", "losses is not empty", self.losses)
@@ -206,6 +234,11 @@ class SearchSpec:
                     "n_trials == number of grid entries", (self.n_trials, len(self.grid)))
         self.n_trials = 20 if self.n_trials is None else self.n_trials
         require(self.n_trials >= 1, "n_trials", "n_trials >= 1", self.n_trials)
+        require(self.grid is None or not self.augment, "augment",
+                "no search.augment in a grid study (fix the options in base.augment)",
+                self.augment)
+        for name, param in self.augment.items():
+            check_augment_param(name, param)
         types = set(self.loss_types())
         require(self.objective.metric not in LOSS_METRICS or not (
             "ce" in types and types & set(AUC_FAMILY)), "objective.metric",
@@ -294,6 +327,12 @@ class StudySpec:
     def __post_init__(self) -> None:
         require(bool(NAME_PATTERN.fullmatch(self.name)), "name", NAME_RULE, self.name)
         self.root = str(Path(self.root or ".").resolve())
+        try:  # the base config takes the highest value of every sampled augment option
+            replace(self.base, augment=replace(self.base.augment, **{
+                name: augment_value(name, _bounds(param)[1])
+                for name, param in self.search.augment.items()}))
+        except ConfigError as error:
+            raise error.within("search") from None
 
     def resolve(self, path: str | Path) -> Path:
         """``path`` relative to the study's root (an absolute path is kept)."""

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from musicdet.fsutil import atomic_path, write_text
 from musicdet.plots import plot_roc, plot_score_histograms
 from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, train
 
-from .space import loss_config
+from .space import run_config_of
 
 OBJECTIVE = "objective"
 FAILED = "failed"
@@ -44,7 +43,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
               data: PreparedData | None = None) -> None:
     """Train ``base`` with the loss in ``config``; report each epoch to Ray Tune, with the
     objective: the best value so far of ``base``'s ``training.select_metric``."""
-    run_config = RunConfig.from_dict({**base, "loss": asdict(loss_config(config))})
+    run_config = run_config_of(RunConfig.from_dict(base), config)
     metric = run_config.training.select_metric
     out = trial_dir(workdir, config["origin"])
     out.mkdir(parents=True, exist_ok=True)

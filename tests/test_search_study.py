@@ -31,6 +31,7 @@ from search.export import export_best, load_study
 from search.runner import run_study
 from search.spec import load_spec
 from search.study import tally
+from search.trainable import trial_dir
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,31 @@ def test_local_study_tracks_every_trial_and_exports_a_reproducible_config(
     assert search_main(["status", str(tmp_path / "study.yaml")]) == 0
     assert "COMPLETE 3" in capsys.readouterr().out
     assert search_main(["run", str(tmp_path / "study.yaml")]) == 2  # exists: needs --resume
+
+
+def test_a_study_samples_augment_options_into_trials_mlflow_and_the_export(
+        tmp_path, monkeypatch, cache_dir, local_ray) -> None:
+    monkeypatch.chdir(tmp_path)
+    augment = {"gain_db": {"low": 0.0, "high": 6.0}, "time_masks": {"low": 0, "high": 2}}
+    spec = load_spec(write_spec(tmp_path, cache_dir, search={
+        "sampler": "random", "n_trials": 2, "losses": ["ce"], "augment": augment}))
+    result = run_study(spec)
+    assert result.finished == 2
+    study = load_study(spec)
+    client = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
+    runs = child_runs(client, result.experiment_id)
+    assert len(runs) == 2
+    for run in runs:
+        trial = study.trials[int(run.data.tags["optuna_trial_number"])]
+        assert run.data.params["augment.gain_db"] == str(trial.params["augment.gain_db"])
+        assert run.data.params["augment.time_masks"] == str(trial.params["augment.time_masks"])
+        trained = load_run_config(trial_dir(spec.workdir, trial.number) / "config.yaml").augment
+        assert (trained.gain_db, trained.time_masks) == (trial.params["augment.gain_db"],
+                                                         trial.params["augment.time_masks"])
+    _, path = export_best(spec, tmp_path / "best.yaml")
+    exported = load_run_config(path).augment
+    assert exported.gain_db == study.best_trial.params["augment.gain_db"]
+    assert exported.time_masks == study.best_trial.params["augment.time_masks"]
 
 
 # ---------------------------------------------------------------- PostgreSQL, MLflow server
