@@ -34,7 +34,8 @@ SOURCE_KEYS = tuple(f"{role}_sources" for role in ROLES)
 
 @dataclass
 class SynthConfig:
-    """How synthetic programmes are built; every level is in dB, every length in seconds.
+    """How synthetic programmes are built; every level is in dB (relative levels in LU,
+    ITU-R BS.1770 loudness units), every length in seconds.
 
     The defaults are deliberately hard (quiet beds, many tonal non-music sounds, channel
     effects) so that a frame classifier trained on the corpus does not saturate.
@@ -42,15 +43,17 @@ class SynthConfig:
 
     programme_seconds: float = 60.0  # one programme, like OpenBMAT's one-minute excerpts
     music_fraction: float = 0.5  # target share of labelled music duration
+    # Segment lengths are drawn per kind (talk 5-40 s, music 5-60 s, some kinds shorter) and
+    # kept within these bounds; stingers (0.5-4 s idents between talk) are exempt.
     min_segment_seconds: float = 2.0
-    max_segment_seconds: float = 12.0
+    max_segment_seconds: float = 60.0
     max_transition_seconds: float = 1.0  # cross-fade length between segments, drawn up to this
-    bed_level_db_min: float = -20.0  # music bed under speech, relative to the speech
-    bed_level_db_max: float = -6.0
+    bed_level_db_min: float = -18.0  # music bed under speech, LU relative to the speech
+    bed_level_db_max: float = -7.0
     hard_case_rate: float = 0.35  # share of segments that are tonal non-music / sparse music
-    quiet_music_db: float = -24.0  # quiet-music hard case, relative to the programme level
+    quiet_music_db: float = -24.0  # quiet-music hard case, LU relative to the programme level
     background_noise_rate: float = 0.3  # share of speech segments with street/crowd noise
-    channel_effects: bool = True  # band-limiting, compression, noise floor per programme
+    channel_effects: bool = True  # EQ, band-limiting, compressor, limiter, codec, noise floor
     noise_floor_db_max: float = -40.0  # loudest channel noise floor, dBFS
     # Providers by weight per role (`ROLES`: ordinary, solo/sparse and percussion-only music,
     # singing, speech, noise); None: the role's defaults that are installed. A provider named
