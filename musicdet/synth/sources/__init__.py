@@ -2,8 +2,8 @@
 
 A provider says what it is (`SourceInfo`: name, kind, version, licence), whether it can run
 here (`available`), and draws audio deterministically from a generator (`draw`: float32
-mono at 16 kHz, RMS -20 dBFS). Its underlying material (a score, an instrument preset, a
-voice, a recording) is assigned to one split by a stable hash of the material's identity
+mono at 16 kHz, RMS -20 dBFS; recordings, with their pauses, over their active frames). Its
+underlying material (a score, an instrument preset, a voice, a recording) is assigned to one split by a stable hash of the material's identity
 (`split_of`), and a draw for a split uses only that split's material, so training,
 validation and test programmes never share a source.
 """
@@ -149,7 +149,9 @@ def resolve_weights(requested: Mapping[str, float] | None, default: Mapping[str,
     present = {name: weight for name, weight in chosen.items()
                if sources[name].has_material(split)}
     if chosen and not present and not optional:
-        raise ConfigError(key, f"none of {', '.join(chosen)} has material in the {split} split")
+        raise ConfigError(key, f"none of {', '.join(chosen)} has material in the {split} split "
+                               "(too few recordings, speakers or pieces to share among the "
+                               "train, validation and test splits)")
     return present
 
 

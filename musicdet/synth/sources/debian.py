@@ -22,6 +22,7 @@ from pathlib import Path
 from musicdet.synth.sources import Kind, register
 from musicdet.synth.sources.recordings import (
     Decoder,
+    Opener,
     Recording,
     Recordings,
     decode_catalogue_member,
@@ -29,6 +30,8 @@ from musicdet.synth.sources.recordings import (
     decode_g722,
     decode_zip_member,
     ffmpeg_available,
+    open_path,
+    open_zip_member,
     read_catalogue,
 )
 
@@ -141,9 +144,10 @@ def supertux_effects() -> list[Recording]:
 
 def _debian(name: str, kind: Kind, licence: str, packages: tuple[str, ...],
             find: Callable[[], list[Recording]], decoder: Decoder = decode_file,
-            pause: bool = False, usable: Callable[[], bool] = lambda: True) -> None:
+            opener: Opener | None = open_path, pause: bool = False,
+            usable: Callable[[], bool] = lambda: True) -> None:
     register(Recordings(name, kind, licence, find, lambda: package_versions(packages), decoder,
-                        pause=pause, usable=usable,
+                        opener, pause=pause, usable=usable,
                         needs=f"install Debian {' '.join(packages)} (make sources-debian)"
                               + ("" if usable() else " and pip imageio-ffmpeg")))
 
@@ -155,16 +159,16 @@ _debian("warzone2100-music", "music", WARZONE_LICENCE, ("warzone2100-music",),
         lambda: music_files(WARZONE, "**/*.opus", r"_enhanced"))
 _debian("nexuiz-music", "music",
         "GPL-2.0-or-later (Alientrap; Debian nexuiz-music copyright)", ("nexuiz-music",),
-        nexuiz_tracks, decode_zip_member)
+        nexuiz_tracks, decode_zip_member, open_zip_member)
 _debian("supertux-music", "music",
         "GPL-2.0-or-later (Debian supertux-data copyright: data/music/*, Marek Moeckel)",
         ("supertux-data",),
         lambda: music_files(SUPERTUX / "music", "**/*.ogg", r"_old|_remix|_2|_map|2|3"))
 _debian("asterisk-speech", "speech", ASTERISK_LICENCE,
         tuple(f"asterisk-core-sounds-{lang}-g722" for lang in ("en", "es", "fr", "it", "ru")),
-        asterisk_prompts, decode_g722, pause=True, usable=ffmpeg_available)
+        asterisk_prompts, decode_g722, None, pause=True, usable=ffmpeg_available)
 _debian("opensfx-effects", "noise", OPENSFX_LICENCE, ("openttd-opensfx",), opensfx_samples,
-        decode_catalogue_member)
+        decode_catalogue_member, None)
 _debian("supertux-effects", "noise",
         "GPL-3.0-or-later (Debian supertux-data copyright, Files: *)", ("supertux-data",),
         supertux_effects)

@@ -1,12 +1,14 @@
 """Recorded material from files: one provider class for a folder tree or a file list of
 recordings of one kind (music, speech or effects), and the user's own pools of them.
 
-A recording is decoded once (`musicdet.audio.load_audio`, or a decoder for what it cannot
-read: G.722, members of an archive or a sound catalogue), peak-normalised and cached as 16-bit
-.npy under `sources.cache_dir()`, keyed by path, member, size and mtime (memory-mapped on later
-use, so hours of material cost little memory). A recording's split is `split_of` its
-identity: the file for music and effects, the speaker for speech, so a voice never serves two
-splits. A draw takes a random excerpt of the split's recordings from its first audible frame;
+What soundfile reads (wav, flac, ogg, opus, mp3, also inside a zip archive) is read per
+excerpt by seeking, so hours of soundtracks cost neither a decoding pass nor cache space; the
+rest (G.722 prompts, samples of an OpenTTD catalogue, formats only audioread knows) is decoded
+once (`musicdet.audio.load_audio` or a decoder) and cached as 16-bit .npy under
+`sources.cache_dir()`, keyed by path, member, size and mtime (memory-mapped on later use). A
+recording's split is `split_of` its identity: the file for music and effects, the speaker for
+speech, so a voice never serves two splits. A draw takes a random excerpt of the split's
+recordings from its first audible frame;
 when a recording is shorter than asked, further ones follow (short crossfades for music and
 effects, pauses of 0.15-0.7 s for speech), and the result is levelled to -20 dBFS RMS over its
 active frames.
@@ -24,10 +26,12 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import soundfile
 
-from musicdet.audio import AudioError, find_audio, load_audio
+from musicdet.audio import AudioError, find_audio, load_audio, load_excerpt
 from musicdet.configtools import ConfigError
 from musicdet.fsutil import save_npy
 from musicdet.synth import sources
@@ -36,7 +40,8 @@ from musicdet.synth.sources import Kind, Source, SourceInfo, Split, register, sp
 
 FORMAT = 1  # of the cached audio; bump to decode again
 FRAME = 320  # samples (20 ms) per frame of the activity measure
-SILENT_DB = -50.0  # a frame this far below the recording's peak is silent
+SILENT_DBFS = -55.0  # a frame below this RMS is silent
+LOOKAHEAD = 3 * SAMPLE_RATE  # samples read past an excerpt to skip a silent start
 ACTIVE_DB = -30.0  # frames within this of a draw's loudest frame set its level
 LEVEL_DBFS = -20.0
 CROSSFADE_S = (0.05, 0.5)  # between chained music or effect recordings, seconds
@@ -143,26 +148,46 @@ def decode_catalogue_member(recording: Recording) -> np.ndarray:
     return decode_bytes(data, ".wav")
 
 
+def open_zip_member(recording: Recording) -> IO[bytes]:
+    """Member ``recording.member`` of a zip archive, open for seeking (stored members seek
+    fast, as in Quake .pk3 files)."""
+    return zipfile.ZipFile(recording.path).open(recording.member)
+
+
+Opener = Callable[[Recording], "IO[bytes] | None"]
+
+
+def open_path(recording: Recording) -> None:
+    """No file object: `load_excerpt` opens ``recording.path`` itself."""
+    return None
+
+
 class Recordings(Source):
     """Recordings of one kind found by ``find`` (see the module docstring).
 
-    ``version`` names what the recordings come from (package versions, folders); the number
-    of recordings and a hash of their list are added to it. ``pause``: chained recordings
-    are separated by pauses (speech) rather than crossfaded. ``namespace`` prefixes the
-    identities for `split_of` (default: the name).
+    Recordings soundfile reads (through ``opener``: the path itself, or e.g. an archive
+    member) are read per excerpt by seeking: no decoding ahead, nothing cached. The others
+    (``opener`` None, or a format soundfile refuses) are decoded once by ``decoder`` and
+    cached. ``version`` names what the recordings come from (package versions, folders); the
+    number of recordings and a hash of their list are added to it. ``pause``: chained
+    recordings are separated by pauses (speech) rather than crossfaded. ``namespace``
+    prefixes the identities for `split_of` (default: the name).
     """
 
     def __init__(self, name: str, kind: Kind, licence: str,
                  find: Callable[[], Sequence[Recording]], version: Callable[[], str],
-                 decoder: Decoder = decode_file, pause: bool = False, namespace: str = "",
+                 decoder: Decoder = decode_file, opener: Opener | None = open_path,
+                 pause: bool = False, namespace: str = "",
                  needs: str = "its recordings are not installed",
                  usable: Callable[[], bool] = lambda: True) -> None:
         self._name, self._kind, self._licence = name, kind, licence
-        self._find, self._version, self._decoder = find, version, decoder
+        self._find, self._version = find, version
+        self._decoder, self._opener = decoder, opener
         self._pause, self._namespace = pause, namespace or name
         self._needs, self._usable = needs, usable
         self._pools: dict[Split, tuple[Recording, ...]] = {}
-        self._loaded: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}
+        self._lengths: dict[Recording, tuple[int, bool]] = {}
+        self._decoded: dict[str, np.ndarray] = {}
 
     @functools.cached_property
     def recordings(self) -> tuple[Recording, ...]:
@@ -219,16 +244,46 @@ class Recordings(Source):
 
     def _excerpt(self, rng: np.random.Generator, recording: Recording, length: int
                  ) -> np.ndarray:
-        """Up to ``length`` samples of ``recording`` from a random audible point (float64)."""
-        audio, (first, last) = self._audio(recording)
-        offset = first + int(rng.integers(max(1, last - first - length + 1)))
-        offset = next_audible(audio, offset, last)
-        return audio[offset:min(offset + length, last)].astype(np.float64) / FULL_SCALE
+        """Up to ``length`` samples of ``recording`` from its first audible frame after a
+        random point; at its end, without the trailing silence."""
+        total, _ = self._length(recording)
+        offset = int(rng.integers(max(1, total - length + 1)))
+        raw = self._read(recording, offset, length + LOOKAHEAD)
+        start = first_audible(raw)
+        piece = raw[start:start + length]
+        if offset + start + length >= total:
+            piece = piece[:last_audible(piece)]
+        return piece
 
-    def _audio(self, recording: Recording) -> tuple[np.ndarray, tuple[int, int]]:
-        """The 16-bit peak-normalised samples of ``recording`` and its audible span."""
+    def _length(self, recording: Recording) -> tuple[int, bool]:
+        """Length of ``recording`` in 16 kHz samples, and whether it is read by seeking."""
+        if recording not in self._lengths:
+            self._lengths[recording] = self._seekable_length(recording) or (
+                len(self._decode(recording)), False)
+        return self._lengths[recording]
+
+    def _seekable_length(self, recording: Recording) -> tuple[int, bool] | None:
+        if self._opener is None:
+            return None
+        try:
+            with soundfile.SoundFile(self._opener(recording) or str(recording.path)) as sound:
+                return samples(sound.frames / sound.samplerate), True
+        except soundfile.SoundFileError:
+            return None
+
+    def _read(self, recording: Recording, offset: int, count: int) -> np.ndarray:
+        """``count`` samples (fewer at the end) from ``offset`` on, float64."""
+        if self._length(recording)[1]:
+            assert self._opener is not None
+            return load_excerpt(recording.path, offset / SAMPLE_RATE, count / SAMPLE_RATE,
+                                self._opener(recording)).astype(np.float64)
+        return self._decode(recording)[offset:offset + count].astype(np.float64) / FULL_SCALE
+
+    def _decode(self, recording: Recording) -> np.ndarray:
+        """The int16 samples of ``recording``, decoded once and cached by content key
+        (memory-mapped from the cache folder when there is one)."""
         key = cache_key(recording, self._decoder)
-        if key not in self._loaded:
+        if key not in self._decoded:
             cache = sources.cache_dir()
             path = cache / "recordings" / f"{key}.npy" if cache else None
             if path is not None and path.is_file():
@@ -237,8 +292,8 @@ class Recordings(Source):
                 audio = to_int16(self._decoder(recording))
                 if path is not None:
                     save_npy(path, audio)
-            self._loaded[key] = audio, audible_span(audio)
-        return self._loaded[key]
+            self._decoded[key] = audio
+        return self._decoded[key]
 
 
 def cache_key(recording: Recording, decoder: Decoder) -> str:
@@ -259,33 +314,30 @@ def file_list_hash(recordings: Sequence[Recording]) -> str:
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
-    """``audio`` scaled to a peak of full scale and rounded to int16 (silence stays zero)."""
-    peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
-    scale = FULL_SCALE / peak if peak > 0 else 0.0
-    return np.round(np.asarray(audio, np.float64) * scale).astype(np.int16)
+    """``audio`` (full scale 1.0) as int16, clipped to full scale."""
+    return np.round(np.clip(audio, -1.0, 1.0) * FULL_SCALE).astype(np.int16)
 
 
 def frame_rms(audio: np.ndarray) -> np.ndarray:
-    """RMS of each whole `FRAME` of ``audio`` (its units)."""
+    """RMS of each whole `FRAME` of ``audio``."""
     frames = np.asarray(audio[:len(audio) // FRAME * FRAME], np.float64).reshape(-1, FRAME)
     return np.sqrt(np.mean(np.square(frames), axis=1))
 
 
-def audible_span(audio: np.ndarray) -> tuple[int, int]:
-    """(first, last) sample of the frames above `SILENT_DB` re full scale; (0, 0) if none."""
-    loud = np.flatnonzero(frame_rms(audio) > FULL_SCALE * db_to_gain(SILENT_DB))
-    return (int(loud[0]) * FRAME, (int(loud[-1]) + 1) * FRAME) if len(loud) else (0, 0)
+def _audible_frames(audio: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(frame_rms(audio) > db_to_gain(SILENT_DBFS))
 
 
-def next_audible(audio: np.ndarray, offset: int, last: int) -> int:
-    """The start of the first frame from ``offset`` on that is above `SILENT_DB` (``last``
-    if none is), scanning a second at a time."""
-    threshold = FULL_SCALE * db_to_gain(SILENT_DB)
-    for start in range(offset, last, SAMPLE_RATE):
-        loud = np.flatnonzero(frame_rms(audio[start:min(start + SAMPLE_RATE, last)]) > threshold)
-        if len(loud):
-            return start + int(loud[0]) * FRAME
-    return last
+def first_audible(audio: np.ndarray) -> int:
+    """Start of the first frame above `SILENT_DBFS` (``len(audio)`` if none)."""
+    loud = _audible_frames(audio)
+    return int(loud[0]) * FRAME if len(loud) else len(audio)
+
+
+def last_audible(audio: np.ndarray) -> int:
+    """End of the last frame above `SILENT_DBFS` (0 if none)."""
+    loud = _audible_frames(audio)
+    return (int(loud[-1]) + 1) * FRAME if len(loud) else 0
 
 
 def level_active(audio: np.ndarray, dbfs: float) -> np.ndarray:
@@ -326,14 +378,13 @@ def pool_identity(path: Path, folder: Path, speech: bool) -> str:
 def pool_source(role: str, kind: Kind, folders: Sequence[str]) -> str:
     """The name of the provider playing the pool ``folders`` for ``role`` (registered on
     first use; the name carries a hash of the folders)."""
-    key = f"pools.{role}"
-    found = [(Path(folder), pool_files(folder, key)) for folder in folders]
     digest = hashlib.sha256("\n".join(str(Path(f).resolve()) for f in folders).encode())
     name = f"{role}-pool-{digest.hexdigest()[:8]}"
     if name not in sources.registry():
-        recordings = [Recording(path, pool_identity(path, folder, kind == "speech"))
-                      for folder, files in found for path in files]
-        register(Recordings(name, kind, POOL_LICENCE, lambda: recordings,
+        found = [(Path(folder), pool_files(folder, f"pools.{role}")) for folder in folders]
+        listing = [Recording(path, pool_identity(path, folder, kind == "speech"))
+                   for folder, files in found for path in files]
+        register(Recordings(name, kind, POOL_LICENCE, lambda: listing,
                             lambda: f"user pool {', '.join(map(str, folders))}",
                             pause=kind == "speech", namespace="pool"))
     return name
