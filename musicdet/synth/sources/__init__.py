@@ -3,9 +3,9 @@
 A provider says what it is (`SourceInfo`: name, kind, version, licence), whether it can run
 here (`available`), and draws audio deterministically from a generator (`draw`: float32
 mono at 16 kHz, RMS -20 dBFS; recordings, with their pauses, over their active frames). Its
-underlying material (a score, an instrument preset, a voice, a recording) is assigned to one split by a stable hash of the material's identity
-(`split_of`), and a draw for a split uses only that split's material, so training,
-validation and test programmes never share a source.
+underlying material (a score, an instrument preset, a voice, a recording) is assigned to one
+split by a stable hash of the material's identity (`split_of`), and a draw for a split uses
+only that split's material, so training, validation and test programmes never share a source.
 """
 
 from __future__ import annotations
