@@ -83,9 +83,9 @@ def load_excerpt(path: str | Path, start_s: float, seconds: float, file: Any = N
     """``seconds`` of ``path`` from ``start_s`` on (fewer at its end) as 16 kHz mono float32,
     read by seeking, for the formats soundfile reads (wav, flac, ogg, opus, mp3, ...).
 
-    ``file``: an open, seekable binary file to read instead (e.g. an archive member; ``path``
-    then only names it in errors). Seeking is sample-exact, so the same call gives the same
-    samples.
+    ``file``: what to read instead, an open seekable binary file or another path (e.g. an
+    archive member; ``path`` then only names it in errors). Seeking is sample-exact, so the
+    same call gives the same samples.
     """
     path = Path(path)
     with _decoder_errors(path):

@@ -169,13 +169,17 @@ def test_seekable_files_are_read_per_excerpt_exactly(tmp_path):
     with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
         archive.write(path, "long.wav")
     member = Recording(tmp_path / "a.zip", "long", "long.wav")
-    inside = load_excerpt(member.path, 1.5, 1.0, recordings.open_zip_member(member))
-    np.testing.assert_array_equal(inside, load_audio(path)[24000:40000])
+    for cache in (None, tmp_path / "cache"):  # the member itself; a copy extracted once
+        sources.set_cache_dir(cache)
+        inside = load_excerpt(member.path, 1.5, 1.0, recordings.open_zip_member(member))
+        np.testing.assert_array_equal(inside, load_audio(path)[24000:40000])
+    assert len(list((tmp_path / "cache" / "recordings").glob("*.wav"))) == 1
+    sources.set_cache_dir(tmp_path / "other")
     provider = Recordings("t-seek", "music", "test", lambda: [Recording(path, "long")],
                           lambda: "t", namespace="x")
     split = next(s for s in SPLITS if provider.has_material(s))
     assert len(provider.draw(np.random.default_rng(0), 2.0, split)) == 2 * SR
-    assert not (tmp_path / "cache").exists()  # nothing decoded ahead, nothing cached
+    assert not (tmp_path / "other").exists()  # nothing decoded ahead, nothing cached
 
 
 def test_a_role_without_material_in_a_split_is_an_error_naming_the_pool(tmp_path):

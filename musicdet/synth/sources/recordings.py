@@ -33,7 +33,7 @@ import soundfile
 
 from musicdet.audio import AudioError, find_audio, load_audio, load_excerpt
 from musicdet.configtools import ConfigError
-from musicdet.fsutil import save_npy
+from musicdet.fsutil import atomic_path, save_npy
 from musicdet.synth import sources
 from musicdet.synth.dsp import SAMPLE_RATE, add_at, db_to_gain, fade, samples
 from musicdet.synth.sources import Kind, Source, SourceInfo, Split, register, split_of
@@ -41,7 +41,7 @@ from musicdet.synth.sources import Kind, Source, SourceInfo, Split, register, sp
 FORMAT = 1  # of the cached audio; bump to decode again
 FRAME = 320  # samples (20 ms) per frame of the activity measure
 SILENT_DBFS = -55.0  # a frame below this RMS is silent
-LOOKAHEAD = 3 * SAMPLE_RATE  # samples read past an excerpt to skip a silent start
+LOOKAHEAD = 3 * SAMPLE_RATE  # samples searched past a silent excerpt for a sound
 ACTIVE_DB = -30.0  # frames within this of a draw's loudest frame set its level
 LEVEL_DBFS = -20.0
 CROSSFADE_S = (0.05, 0.5)  # between chained music or effect recordings, seconds
@@ -148,25 +148,35 @@ def decode_catalogue_member(recording: Recording) -> np.ndarray:
     return decode_bytes(data, ".wav")
 
 
-def open_zip_member(recording: Recording) -> IO[bytes]:
-    """Member ``recording.member`` of a zip archive, open for seeking (stored members seek
-    fast, as in Quake .pk3 files)."""
-    return zipfile.ZipFile(recording.path).open(recording.member)
+Opener = Callable[[Recording], "str | IO[bytes]"]
 
 
-Opener = Callable[[Recording], "IO[bytes] | None"]
+def open_path(recording: Recording) -> str:
+    """What soundfile opens for a plain file: its path."""
+    return str(recording.path)
 
 
-def open_path(recording: Recording) -> None:
-    """No file object: `load_excerpt` opens ``recording.path`` itself."""
-    return None
+def open_zip_member(recording: Recording) -> str | IO[bytes]:
+    """What soundfile opens for a zip member: a copy extracted once into the cache folder
+    (seeking inside the archive would read the member from its start each time), or the
+    member itself when there is no cache folder."""
+    cache = sources.cache_dir()
+    archive = zipfile.ZipFile(recording.path)
+    if cache is None:
+        return archive.open(recording.member)
+    copy = cache / "recordings" / (cache_key(recording, decode_zip_member)
+                                   + Path(recording.member).suffix)
+    if not copy.is_file():
+        with atomic_path(copy) as tmp:
+            tmp.write_bytes(archive.read(recording.member))
+    return str(copy)
 
 
 class Recordings(Source):
     """Recordings of one kind found by ``find`` (see the module docstring).
 
-    Recordings soundfile reads (through ``opener``: the path itself, or e.g. an archive
-    member) are read per excerpt by seeking: no decoding ahead, nothing cached. The others
+    Recordings soundfile reads (what ``opener`` gives: the path, or e.g. an extracted
+    archive member) are read per excerpt by seeking: no decoding ahead, nothing cached. The others
     (``opener`` None, or a format soundfile refuses) are decoded once by ``decoder`` and
     cached. ``version`` names what the recordings come from (package versions, folders); the
     number of recordings and a hash of their list are added to it. ``pause``: chained
@@ -248,12 +258,14 @@ class Recordings(Source):
         random point; at its end, without the trailing silence."""
         total, _ = self._length(recording)
         offset = int(rng.integers(max(1, total - length + 1)))
-        raw = self._read(recording, offset, length + LOOKAHEAD)
-        start = first_audible(raw)
-        piece = raw[start:start + length]
-        if offset + start + length >= total:
-            piece = piece[:last_audible(piece)]
-        return piece
+        piece = self._read(recording, offset, length)
+        start = first_audible(piece)
+        if start == len(piece):  # silent throughout: look a little further
+            start += first_audible(self._read(recording, offset + len(piece), LOOKAHEAD))
+        if start:
+            offset += start
+            piece = self._read(recording, offset, length)
+        return piece[:last_audible(piece)] if offset + length >= total else piece
 
     def _length(self, recording: Recording) -> tuple[int, bool]:
         """Length of ``recording`` in 16 kHz samples, and whether it is read by seeking."""
@@ -266,7 +278,7 @@ class Recordings(Source):
         if self._opener is None:
             return None
         try:
-            with soundfile.SoundFile(self._opener(recording) or str(recording.path)) as sound:
+            with soundfile.SoundFile(self._opener(recording)) as sound:
                 return samples(sound.frames / sound.samplerate), True
         except soundfile.SoundFileError:
             return None
