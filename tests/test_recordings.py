@@ -149,9 +149,9 @@ def test_decoded_audio_is_cached_by_content_and_reused(tmp_path):
     def decode_file(recording: Recording) -> np.ndarray:  # the real decoder's name: same key
         raise AssertionError(f"{recording.path} decoded again")
 
-    cold = Recordings("t-cold", "music", "test", lambda: listing, lambda: "t", opener=None)
+    cold = Recordings("t-cold", "music", "test", lambda: listing, lambda: "t")  # short: decoded
     warm = Recordings("t-warm", "music", "test", lambda: listing, lambda: "t",
-                      decoder=decode_file, opener=None, namespace="t-cold")
+                      decoder=decode_file, namespace="t-cold")
     split = next(s for s in SPLITS if cold.has_material(s))
     expected = cold.draw(np.random.default_rng(2), 2.0, split)
     cached = sorted((tmp_path / "cache" / "recordings").glob("*.npy"))
@@ -164,7 +164,7 @@ def test_decoded_audio_is_cached_by_content_and_reused(tmp_path):
 
 def test_seekable_files_are_read_per_excerpt_exactly(tmp_path):
     sources.set_cache_dir(tmp_path / "cache")
-    path = write(tmp_path / "in" / "long.wav", tone(4.0))
+    path = write(tmp_path / "in" / "long.wav", tone(recordings.SEEK_MIN_S))
     np.testing.assert_array_equal(load_excerpt(path, 1.5, 1.0), load_audio(path)[24000:40000])
     with zipfile.ZipFile(tmp_path / "a.zip", "w") as archive:
         archive.write(path, "long.wav")

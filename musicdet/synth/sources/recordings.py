@@ -1,17 +1,16 @@
 """Recorded material from files: one provider class for a folder tree or a file list of
 recordings of one kind (music, speech or effects), and the user's own pools of them.
 
-What soundfile reads (wav, flac, ogg, opus, mp3, also inside a zip archive) is read per
-excerpt by seeking, so hours of soundtracks cost neither a decoding pass nor cache space; the
-rest (G.722 prompts, samples of an OpenTTD catalogue, formats only audioread knows) is decoded
-once (`musicdet.audio.load_audio` or a decoder) and cached as 16-bit .npy under
-`sources.cache_dir()`, keyed by path, member, size and mtime (memory-mapped on later use). A
-recording's split is `split_of` its identity: the file for music and effects, the speaker for
-speech, so a voice never serves two splits. A draw takes a random excerpt of the split's
-recordings from its first audible frame;
-when a recording is shorter than asked, further ones follow (short crossfades for music and
-effects, pauses of 0.15-0.7 s for speech), and the result is levelled to -20 dBFS RMS over its
-active frames.
+Long recordings soundfile reads (wav, flac, ogg, opus, mp3, also inside a zip archive) are
+read per excerpt by seeking, so hours of soundtracks cost neither a decoding pass nor cache
+space; the rest (short clips, G.722 prompts, samples of an OpenTTD catalogue, formats only
+audioread knows) is decoded once (`musicdet.audio.load_audio` or a decoder) and cached as
+16-bit .npy under `sources.cache_dir()`, keyed by path, member, size and mtime (memory-mapped
+on later use). A recording's split is `split_of` its identity: the file for music and
+effects, the speaker for speech, so a voice never serves two splits. A draw takes a random
+excerpt of the split's recordings from its first audible frame; when a recording is shorter
+than asked, further ones follow (short crossfades for music and effects, pauses of 0.15-0.7 s
+for speech), and the result is levelled to -20 dBFS RMS over its active frames.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ ACTIVE_DB = -30.0  # frames within this of a draw's loudest frame set its level
 LEVEL_DBFS = -20.0
 CROSSFADE_S = (0.05, 0.5)  # between chained music or effect recordings, seconds
 PAUSE_S = (0.15, 0.7)  # between chained speech recordings, seconds
+SEEK_MIN_S = 60.0  # recordings at least this long are read by seeking, shorter ones decoded
 MAX_TRIES = 64  # silent recordings skipped in a row before a draw gives up
 FULL_SCALE = 32767
 POOL_LICENCE = "the user's own recordings (licence not known to musicdet)"
@@ -175,13 +175,13 @@ def open_zip_member(recording: Recording) -> str | IO[bytes]:
 class Recordings(Source):
     """Recordings of one kind found by ``find`` (see the module docstring).
 
-    Recordings soundfile reads (what ``opener`` gives: the path, or e.g. an extracted
-    archive member) are read per excerpt by seeking: no decoding ahead, nothing cached. The others
-    (``opener`` None, or a format soundfile refuses) are decoded once by ``decoder`` and
-    cached. ``version`` names what the recordings come from (package versions, folders); the
-    number of recordings and a hash of their list are added to it. ``pause``: chained
-    recordings are separated by pauses (speech) rather than crossfaded. ``namespace``
-    prefixes the identities for `split_of` (default: the name).
+    Long recordings (`SEEK_MIN_S`) soundfile reads (what ``opener`` gives: the path, or an
+    extracted archive member) are read per excerpt by seeking: no decoding ahead, nothing
+    cached. The others (short ones, ``opener`` None, formats soundfile refuses) are decoded
+    once by ``decoder`` and cached. ``version`` names what the recordings come from (package
+    versions, folders); the number of recordings and a hash of their list are added to it.
+    ``pause``: chained recordings are separated by pauses (speech) rather than crossfaded.
+    ``namespace`` prefixes the identities for `split_of` (default: the name).
     """
 
     def __init__(self, name: str, kind: Kind, licence: str,
@@ -279,9 +279,10 @@ class Recordings(Source):
             return None
         try:
             with soundfile.SoundFile(self._opener(recording)) as sound:
-                return samples(sound.frames / sound.samplerate), True
+                length = samples(sound.frames / sound.samplerate)
         except soundfile.SoundFileError:
             return None
+        return (length, True) if length >= SEEK_MIN_S * SAMPLE_RATE else None
 
     def _read(self, recording: Recording, offset: int, count: int) -> np.ndarray:
         """``count`` samples (fewer at the end) from ``offset`` on, float64."""
