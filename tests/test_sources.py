@@ -13,6 +13,7 @@ import pytest
 from musicdet.cli import main
 from musicdet.configtools import ConfigError
 from musicdet.synth import SynthConfig, corpus, programme, sources, write_corpus
+from musicdet.synth.config import ROLES
 from musicdet.synth.dsp import SAMPLE_RATE, rms
 from musicdet.synth.sources import gm, scores
 from musicdet.synth.sources.recordings import Recordings
@@ -175,12 +176,15 @@ def test_sung_like_sounds_are_no_longer_a_no_music_case() -> None:
 
 
 def test_default_palette_uses_what_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = sources.registry()
+    recorded = {name: weight for name, weight in ROLES["music"].default.items()
+                if isinstance(registry[name], Recordings) and registry[name].available()}
     assert set(programme.palette(SynthConfig()).roles["music"]) == {
-        "gm-scores", "gm-arrangements", "additive"}
+        "gm-scores", "gm-arrangements", "additive", *recorded}
     _no_tinysoundfont(monkeypatch)
     chosen = programme.palette(SynthConfig())
     assert tuple(dict(chosen.roles[role]) for role in ("music", "solo", "percussion")) == (
-        {"additive": 0.15}, {"additive-sparse": 0.2}, {"additive-percussion": 0.2})
+        {"additive": 0.15, **recorded}, {"additive-sparse": 0.2}, {"additive-percussion": 0.2})
 
 
 def test_a_missing_provider_fails_in_one_line(tmp_path: Path,
