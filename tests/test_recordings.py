@@ -191,6 +191,15 @@ def test_a_role_without_material_in_a_split_is_an_error_naming_the_pool(tmp_path
         palette(config, empty)
 
 
+def test_pool_config_rules(tmp_path):
+    with pytest.raises(ConfigError, match="pools.jazz: .*a role"):
+        SynthConfig(pools={"jazz": [str(tmp_path)]})
+    with pytest.raises(ConfigError, match="pools.music: .*no music_sources as well"):
+        SynthConfig(pools={"music": [str(tmp_path)]}, music_sources={"additive": 1.0})
+    with pytest.raises(ConfigError, match="pools.noise: .*no such folder"):
+        palette(SynthConfig(pools={"noise": [str(tmp_path / "gone")]}))
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("music={missing}", "no such folder"),
     ("music={empty}", "no audio files"),
@@ -323,3 +332,4 @@ def test_debian_material_keeps_variants_and_speakers_in_one_split():
     voices = {r.path.relative_to(debian.ASTERISK).parts[0]: r.identity for r in prompts}
     assert voices["en_US_f_Allison"] == voices["es_MX_f_Allison"] == "Allison"
     assert not any("silence" in r.path.parts or r.path.stem == "beep" for r in prompts)
+    assert min(r.path.stat().st_size for r in prompts) > 0

@@ -109,11 +109,12 @@ def nexuiz_tracks() -> list[Recording]:
 
 
 def asterisk_prompts() -> list[Recording]:
-    """The speech prompts of the five voices, split by speaker (the voice folder's last word)."""
+    """The speech prompts of the five voices (not the empty ones: ru_RU is.g722 has 0 bytes),
+    split by speaker (the voice folder's last word)."""
     return [Recording(path, voice.rsplit("_", 1)[-1])
             for voice in ASTERISK_VOICES if (ASTERISK / voice).is_dir()
             for path in sorted((ASTERISK / voice).rglob("*.g722"))
-            if path.stem not in ASTERISK_NOT_SPEECH
+            if path.stem not in ASTERISK_NOT_SPEECH and path.stat().st_size > 0
             and path.relative_to(ASTERISK / voice).parts[0] != "silence"]
 
 

@@ -396,7 +396,7 @@ def pool_source(role: str, kind: Kind, folders: Sequence[str]) -> str:
     if name not in sources.registry():
         found = [(Path(folder), pool_files(folder, f"pools.{role}")) for folder in folders]
         listing = [Recording(path, pool_identity(path, folder, kind == "speech"))
-                   for folder, files in found for path in files]
+                   for folder, files in found for path in files if path.stat().st_size > 0]
         register(Recordings(name, kind, POOL_LICENCE, lambda: listing,
                             lambda: f"user pool {', '.join(map(str, folders))}",
                             pause=kind == "speech", namespace="pool"))
