@@ -21,11 +21,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Optional: better SoundFonts from Debian, preferred by the corpus when present
+# Optional: better SoundFonts, recorded music (game soundtracks), speech (Asterisk prompts),
+# effects (OpenSFX, SuperTux) and TTS voices from Debian, used by the corpus when present
 # (musicdet synth --list-sources shows what is used).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 sources-debian:
-	$(SUDO) apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small
+	$(SUDO) apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small \
+		asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 \
+		asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 \
+		asterisk-core-sounds-ru-g722 openttd-opensfx wesnoth-1.16-music \
+		warzone2100-music nexuiz-music supertux-data flite espeak-ng
 
 demo: setup
 	$(BIN)/python -m search.demo studies/smoke.yaml

@@ -78,6 +78,27 @@ def stream_audio(path: str | Path, block_seconds: float = 60.0) -> Iterator[np.n
         raise AudioError(path, "contains no audio samples", "expected at least one sample")
 
 
+def load_excerpt(path: str | Path, start_s: float, seconds: float, file: Any = None
+                 ) -> np.ndarray:
+    """``seconds`` of ``path`` from ``start_s`` on (fewer at its end) as 16 kHz mono float32,
+    read by seeking, for the formats soundfile reads (wav, flac, ogg, opus, mp3, ...).
+
+    ``file``: what to read instead, an open seekable binary file or another path (e.g. an
+    archive member; ``path`` then only names it in errors). Seeking is sample-exact, so the
+    same call gives the same samples.
+    """
+    path = Path(path)
+    with _decoder_errors(path):
+        sound = soundfile.SoundFile(file if file is not None else str(path))
+    with sound:
+        rate = sound.samplerate
+        with _decoder_errors(path):
+            sound.seek(min(max(round(start_s * rate), 0), sound.frames))
+            block = sound.read(math.ceil(seconds * rate), dtype="float32", always_2d=True)
+    return np.concatenate([np.zeros(0, np.float32),
+                           *_resample(_checked_mono(path, [block], rate), rate)])
+
+
 def audio_duration(path: str | Path) -> float:
     """Duration of ``path`` in seconds, read from its header (no decoding where possible)."""
     path = Path(path)

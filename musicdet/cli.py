@@ -36,11 +36,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
     extends a smaller one. Re-running with the same arguments does nothing. --config takes a
     YAML of corpus settings (musicdet.synth.SynthConfig, e.g. music_sources: {gm-scores: 1});
     --list-sources shows the source providers installed here; corpus.json records those used.
+    --sources ROLE=DIR (repeatable) draws a role (music, speech, noise, ...) from your own
+    recordings instead of its providers; --sources DIR takes a MUSAN-style folder whose
+    music/, speech/ and noise/ subfolders become those roles' pools.
     """
     from dataclasses import replace
 
     from .configtools import load_config
     from .synth import SynthConfig, sources, write_corpus
+    from .synth.config import ROLES
+    from .synth.sources.recordings import parse_pool_args
 
     if args.list_sources:
         print(sources.table())
@@ -50,6 +55,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     config = load_config(SynthConfig, args.config) if args.config else SynthConfig()
     if args.test:
         config = replace(config, test_corpus=True)
+    if args.sources:
+        pools = parse_pool_args(args.sources, list(ROLES))
+        config = replace(config, pools={**(config.pools or {}), **pools},
+                         **{f"{role}_sources": None for role in pools})
     paths = write_corpus(args.out, hours=args.hours, seed=args.seed, config=config,
                          progress=not args.quiet, jobs=args.jobs)
     print(f"{len(paths)} programmes in {args.out}")
@@ -233,6 +242,9 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
                    help="worker processes (default: the CPU count, %(default)s)")
     p.add_argument("--list-sources", action="store_true",
                    help="print the source providers (name, kind, available, version, licence)")
+    p.add_argument("--sources", action="append", default=[], metavar="ROLE=DIR|DIR",
+                   help="your own recordings for a role, e.g. --sources music=DIR, or a "
+                        "MUSAN-style DIR with music/ speech/ noise/ (repeatable)")
 
 
 def _features_args(p: argparse.ArgumentParser) -> None:

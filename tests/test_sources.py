@@ -13,10 +13,15 @@ import pytest
 from musicdet.cli import main
 from musicdet.configtools import ConfigError
 from musicdet.synth import SynthConfig, corpus, programme, sources, write_corpus
+from musicdet.synth.config import ROLES
 from musicdet.synth.dsp import SAMPLE_RATE, rms
 from musicdet.synth.sources import gm, scores
+from musicdet.synth.sources.recordings import Recordings
 
-ALL = sorted(sources.registry())
+# Recorded material (sources.recordings) is levelled on its active frames and tested, on
+# fixtures and the real packages, in test_recordings.py.
+ALL = sorted(name for name, source in sources.registry().items()
+             if not isinstance(source, Recordings))
 GM = ("gm-scores", "gm-arrangements", "gm-solo", "gm-percussion")
 SHORT = SynthConfig(programme_seconds=10.0, min_segment_seconds=2.0, max_segment_seconds=4.0,
                     max_transition_seconds=0.5, channel_effects=False)
@@ -174,12 +179,15 @@ def test_sung_like_sounds_are_no_longer_a_no_music_case() -> None:
 
 
 def test_default_palette_uses_what_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = sources.registry()
+    recorded = {name: weight for name, weight in ROLES["music"].default.items()
+                if isinstance(registry[name], Recordings) and registry[name].available()}
     assert set(programme.palette(SynthConfig()).roles["music"]) == {
-        "gm-scores", "gm-arrangements", "additive"}
+        "gm-scores", "gm-arrangements", "additive", *recorded}
     _no_tinysoundfont(monkeypatch)
     chosen = programme.palette(SynthConfig())
     assert tuple(dict(chosen.roles[role]) for role in ("music", "solo", "percussion")) == (
-        {"additive": 0.15}, {"additive-sparse": 0.2}, {"additive-percussion": 0.2})
+        {"additive": 0.15, **recorded}, {"additive-sparse": 0.2}, {"additive-percussion": 0.2})
 
 
 def test_a_missing_provider_fails_in_one_line(tmp_path: Path,
@@ -207,7 +215,7 @@ def test_list_sources_prints_the_table(capsys: pytest.CaptureFixture[str]) -> No
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "kind", "available", "version", "licence"]
     rows = {line.split()[0]: line.split()[1:3] for line in lines[1:]}
-    assert set(rows) == set(ALL)
+    assert set(rows) == set(sources.registry())
     assert rows["gm-scores"] == ["music", "yes"] and rows["espeak"] == ["speech", "yes"]
     assert "GPL-2.0" in next(line for line in lines if line.startswith("gm-solo")) or \
         FLUID.is_file()

@@ -22,12 +22,16 @@ class Role:
 # Every role by name; the config key of a role is f"{name}_sources" (see
 # `musicdet synth --list-sources` for the providers).
 ROLES: dict[str, Role] = {
-    "music": Role("music", {"gm-scores": 0.4, "gm-arrangements": 0.45, "additive": 0.15}),
+    # Recorded game soundtracks (Debian): orchestral, electronic, rock, chiptune.
+    "music": Role("music", {"gm-scores": 0.4, "gm-arrangements": 0.45, "additive": 0.15,
+                            "wesnoth-music": 0.15, "warzone2100-music": 0.15,
+                            "nexuiz-music": 0.1, "supertux-music": 0.1}),
     "solo": Role("music", {"gm-solo": 0.8, "additive-sparse": 0.2}),
     "percussion": Role("music", {"gm-percussion": 0.8, "additive-percussion": 0.2}),
     "singing": Role("singing", {}, optional=True),
-    "speech": Role("speech", {"espeak": 1.0, "formant-speech": 0.05}),
-    "noise": Role("noise", {"procedural-noise": 1.0}),
+    "speech": Role("speech", {"espeak": 1.0, "formant-speech": 0.05, "asterisk-speech": 0.3}),
+    "noise": Role("noise", {"procedural-noise": 1.0, "opensfx-effects": 0.25,
+                            "supertux-effects": 0.1}),
 }
 SOURCE_KEYS = tuple(f"{role}_sources" for role in ROLES)
 
@@ -64,6 +68,10 @@ class SynthConfig:
     singing_sources: dict[str, float] | None = None
     speech_sources: dict[str, float] | None = None
     noise_sources: dict[str, float] | None = None
+    # The user's own recordings: folders per role (e.g. {music: [DIR]}; `musicdet synth
+    # --sources`). A role's pool replaces its providers (music pools play the music role
+    # only, not solo or percussion); corpus.json records each folder's files and their hash.
+    pools: dict[str, list[str]] | None = None
     validation_fraction: float = 0.1  # share of programmes drawing on validation material
     test_corpus: bool = False  # every programme draws on test material (a separate test set)
 
@@ -93,6 +101,12 @@ class SynthConfig:
                 "0 <= validation_fraction < 1", self.validation_fraction)
         for role in ROLES:
             _check_weights(role, getattr(self, f"{role}_sources"))
+        for role, folders in (self.pools or {}).items():
+            require(role in ROLES, f"pools.{role}", f"a role ({', '.join(ROLES)})", role)
+            require(bool(folders), f"pools.{role}", "at least one folder", folders)
+            require(getattr(self, f"{role}_sources") is None, f"pools.{role}",
+                    f"no {role}_sources as well (a pool replaces the role's providers)",
+                    getattr(self, f"{role}_sources"))
 
 
 def _check_weights(role: str, weights: dict[str, float] | None) -> None:

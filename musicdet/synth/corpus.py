@@ -5,7 +5,8 @@ smaller one, and rerunning with the same arguments leaves a complete folder unto
 programme draws on the material of one split (every ``round(1 / validation_fraction)``-th
 programme, from programme 0, on validation material, the others on training material; test
 throughout for a test corpus), and corpus.json lists the validation programmes — the ones
-`musicdet train` holds out — and the providers (with version and licence) that made it.
+`musicdet train` holds out — the providers (with version and licence) that made it, and the
+user's pools (folder, number of files, hash of their list).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from musicdet.synth import sources
 from musicdet.synth.config import SynthConfig
 from musicdet.synth.dsp import SAMPLE_RATE
 from musicdet.synth.programme import Segments, generate_programme, palette
-from musicdet.synth.sources import Split
+from musicdet.synth.sources import Split, recordings
 
 MANIFEST = "corpus.json"
 
@@ -141,14 +142,15 @@ def _remove_programmes_from(out_dir: Path, count: int) -> None:
             path.unlink()
 
 
-IDENTITY_KEYS = ("seed", "config", "sources", "version")
+IDENTITY_KEYS = ("seed", "config", "sources", "pools", "version")
 
 
 def _identity(seed: int, config: SynthConfig) -> dict[str, Any]:
     """What makes programme ``i`` what it is (hours only decides how many there are)."""
     chosen = palette(config)
     return {"seed": seed, "config": to_dict(config),
-            "sources": sources.describe(chosen.providers()), "version": musicdet.__version__}
+            "sources": sources.describe(chosen.providers()),
+            "pools": recordings.describe_pools(config.pools), "version": musicdet.__version__}
 
 
 def _read_identity(out_dir: Path) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from musicdet.synth import sounds, sources
-from musicdet.synth.config import ROLES, SynthConfig
+from musicdet.synth.config import ROLES, Role, SynthConfig
 from musicdet.synth.dsp import (
     FADE_CURVES,
     SAMPLE_RATE,
@@ -29,7 +29,7 @@ from musicdet.synth.dsp import (
     samples,
     set_loudness,
 )
-from musicdet.synth.sources import Split
+from musicdet.synth.sources import Split, recordings
 
 MUSIC, NO_MUSIC = "music", "no-music"
 Segments = list[tuple[float, float, str]]
@@ -96,12 +96,21 @@ class Palette:
 
 
 def palette(config: SynthConfig, split: Split = "train") -> Palette:
-    """The providers ``config`` asks for (or the best available); a `ConfigError` naming the
-    key if one is missing."""
-    return Palette(split, {
-        name: sources.resolve_weights(getattr(config, f"{name}_sources"), role.default,
-                                      f"{name}_sources", role.optional)
-        for name, role in ROLES.items()})
+    """The providers ``config`` asks for (or the best available) that have material in
+    ``split``, a role's pool (`SynthConfig.pools`) instead of its providers; a `ConfigError`
+    naming the key if one is missing."""
+    return Palette(split, {name: _role_weights(config, name, role, split)
+                           for name, role in ROLES.items()})
+
+
+def _role_weights(config: SynthConfig, name: str, role: Role, split: Split
+                  ) -> dict[str, float]:
+    key = f"{name}_sources"
+    requested = getattr(config, key)
+    if config.pools and name in config.pools:
+        key = f"pools.{name}"
+        requested = {recordings.pool_source(name, role.kind, config.pools[name]): 1.0}
+    return sources.resolve_weights(requested, role.default, key, role.optional, split)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 A provider says what it is (`SourceInfo`: name, kind, version, licence), whether it can run
 here (`available`), and draws audio deterministically from a generator (`draw`: float32
-mono at 16 kHz, RMS -20 dBFS). Its underlying material (a score, an instrument preset, a
-voice, a recording) is assigned to one split by a stable hash of the material's identity
-(`split_of`), and a draw for a split uses only that split's material, so training,
-validation and test programmes never share a source.
+mono at 16 kHz, RMS -20 dBFS; recordings, with their pauses, over their active frames). Its
+underlying material (a score, an instrument preset, a voice, a recording) is assigned to one
+split by a stable hash of the material's identity (`split_of`), and a draw for a split uses
+only that split's material, so training, validation and test programmes never share a source.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ class Source(ABC):
         """One line saying what to install when `available` is false."""
         return "not installed"
 
+    def has_material(self, split: Split) -> bool:
+        """Whether ``split`` holds any of the provider's material (one with few pieces, e.g.
+        a handful of voices, may have none in validation or test)."""
+        return True
+
 
 def split_of(identity: str) -> Split:
     """The split of the material named ``identity`` (stable across runs and machines)."""
@@ -105,6 +110,7 @@ def registry() -> dict[str, Source]:
     from musicdet.synth.sources import (  # noqa: F401  (importing registers them)
         additive,
         arrangements,
+        debian,
         procedural,
         scores,
     )
@@ -124,20 +130,29 @@ def get(name: str, key: str = "sources") -> Source:
 
 
 def resolve_weights(requested: Mapping[str, float] | None, default: Mapping[str, float],
-                    key: str, optional: bool = False) -> dict[str, float]:
-    """Provider weights to draw with: ``requested`` (each one must be available) or, when
-    ``None``, the ``default`` providers that are available here (none of them is an error
-    unless the role is ``optional``)."""
+                    key: str, optional: bool = False, split: Split = "train"
+                    ) -> dict[str, float]:
+    """Provider weights to draw ``split`` with: ``requested`` (each one must be available)
+    or, when ``None``, the ``default`` providers that are available here; either way only
+    those with material in ``split``. None left is an error unless the role is ``optional``."""
+    sources = registry()
     if requested is not None:
         for name in requested:
             get(name, key)
-        return {name: weight for name, weight in requested.items() if weight > 0}
-    sources = registry()
-    chosen = {name: weight for name, weight in default.items()
-              if weight > 0 and sources[name].available()}
-    if not chosen and not optional:
-        raise ConfigError(key, f"none of the default sources {', '.join(default)} is available")
-    return chosen
+        chosen = {name: weight for name, weight in requested.items() if weight > 0}
+    else:
+        chosen = {name: weight for name, weight in default.items()
+                  if weight > 0 and sources[name].available()}
+        if not chosen and not optional:
+            raise ConfigError(key, f"none of the default sources {', '.join(default)} is "
+                                   "available")
+    present = {name: weight for name, weight in chosen.items()
+               if sources[name].has_material(split)}
+    if chosen and not present and not optional:
+        raise ConfigError(key, f"none of {', '.join(chosen)} has material in the {split} split "
+                               "(too few recordings, speakers or pieces to share among the "
+                               "train, validation and test splits)")
+    return present
 
 
 def describe(names: Iterable[str]) -> list[dict[str, str]]:
