@@ -4,6 +4,9 @@ song and a cappella segments in programmes."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import librosa
@@ -145,3 +148,14 @@ def test_song_and_a_cappella_are_planned_and_render() -> None:
     for kind in ("song", "a_cappella"):
         clip = programme.SEGMENT_RENDERERS[kind](np.random.default_rng(1), 2.0, config, chosen)
         assert np.isfinite(clip).all() and rms(clip) > 0.01
+
+
+def test_a_draw_is_identical_in_a_fresh_process_without_a_cache() -> None:
+    draws = [sources.registry()[name].draw(np.random.default_rng(6), 2.0, "train")
+             for name in PROVIDERS]
+    script = ("import hashlib, numpy as np; from musicdet.synth import sources; "
+              f"print(*(hashlib.sha256(sources.registry()[n].draw(np.random.default_rng(6), 2.0, "
+              f"'train').tobytes()).hexdigest() for n in {PROVIDERS!r}))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == [hashlib.sha256(d.tobytes()).hexdigest() for d in draws]

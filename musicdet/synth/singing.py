@@ -10,8 +10,9 @@ oscillating ornaments (gamakas), in chant a reciting tone. The frames are resynt
 numpy source-filter synthesiser (a pulse train and noise through the minimum-phase envelope,
 the envelope scaled in frequency for the vocal tract length): about 60x realtime whatever the
 pitch and however many choir voices share it, where WORLD's own synthesis slows with pitch
-(70x at C4, 35x at C5) and runs once per voice. Phrases are separated by rests with breaths; a choir is
-several detuned voices of that vocal tract in unison, octaves or harmony, slightly apart.
+(70x at C4, 35x at C5) and runs once per voice. Phrases are separated by rests with breaths;
+a choir is several detuned voices of that vocal tract in unison, octaves or harmony, slightly
+apart in time.
 """
 
 from __future__ import annotations
@@ -416,12 +417,14 @@ def _minimum_phase(log_magnitude: np.ndarray) -> np.ndarray:
 
 
 def lyric(rng: np.random.Generator, style_name: str, language: str) -> str:
-    """A line to sing: a short sentence in ``language`` or a vocalise of the style."""
+    """A line to sing: a short sentence in ``language`` (subject, verb, object) or a vocalise
+    of the style (a cell of one or two syllables repeated to 4-8 syllables): a finite set, so
+    that cached analyses are met again."""
     if rng.random() < STYLES[style_name].lyrics:
         _, subjects, verbs, objects, _ = GRAMMARS[language]
         return " ".join(str(rng.choice(part)) for part in (subjects, verbs, objects))
-    syllables = VOCALISES[style_name]
-    return " ".join(str(rng.choice(syllables)) for _ in range(int(rng.integers(3, 8))))
+    cell = list(rng.choice(VOCALISES[style_name], int(rng.integers(1, 3))))
+    return " ".join((cell * 8)[: int(rng.integers(4, 9))])
 
 
 def sing_line(rng: np.random.Generator, singer: Singer, style_name: str, key: Key,
