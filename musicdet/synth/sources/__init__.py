@@ -113,6 +113,7 @@ def registry() -> dict[str, Source]:
         debian,
         procedural,
         scores,
+        singing,
     )
 
     return dict(_REGISTRY)
