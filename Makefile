@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Optional: better SoundFonts from Debian, preferred by the corpus when present
+# Optional: better SoundFonts and flite's voices from Debian, used by the corpus when present
 # (musicdet synth --list-sources shows what is used).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 sources-debian:
-	$(SUDO) apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small
+	$(SUDO) apt-get install -y fluid-soundfont-gm musescore-general-soundfont-small flite
 
 demo: setup
 	$(BIN)/python -m search.demo studies/smoke.yaml

@@ -26,7 +26,8 @@ ROLES: dict[str, Role] = {
     "solo": Role("music", {"gm-solo": 0.8, "additive-sparse": 0.2}),
     "percussion": Role("music", {"gm-percussion": 0.8, "additive-percussion": 0.2}),
     "singing": Role("singing", {}, optional=True),
-    "speech": Role("speech", {"espeak": 1.0, "formant-speech": 0.05}),
+    "speech": Role("speech", {"piper": 0.55, "flite": 0.2, "espeak": 0.25,
+                              "formant-speech": 0.02}),
     "noise": Role("noise", {"procedural-noise": 1.0}),
 }
 SOURCE_KEYS = tuple(f"{role}_sources" for role in ROLES)

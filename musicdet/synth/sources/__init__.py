@@ -105,6 +105,8 @@ def registry() -> dict[str, Source]:
     from musicdet.synth.sources import (  # noqa: F401  (importing registers them)
         additive,
         arrangements,
+        flite,
+        piper,
         procedural,
         scores,
     )
