@@ -100,6 +100,7 @@ GRAMMARS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 LANGUAGES = tuple(GRAMMARS)
 EspeakSpeaker = tuple[str, str, int, int, int]  # language, voice, rate (wpm), pitch, range
+Say = Callable[[np.random.Generator, int], np.ndarray]  # (rng, speaker) -> one utterance
 
 # Vowel formants (F1, F2, F3) in Hz for the fallback synthesiser.
 VOWEL_FORMANTS = (
@@ -195,8 +196,7 @@ def speech(rng: np.random.Generator, seconds: float, engine: str = "espeak") -> 
     return set_level(fade(audio, 0.02, 0.05), -20.0).astype(np.float32)
 
 
-def talk(rng: np.random.Generator, seconds: float,
-         say: Callable[[np.random.Generator, int], np.ndarray], speakers: int) -> np.ndarray:
+def talk(rng: np.random.Generator, seconds: float, say: Say, speakers: int) -> np.ndarray:
     """``seconds`` of turns: ``say(rng, speaker)`` (an utterance at 16 kHz), then a 0.15-0.7 s
     pause, the ``speakers`` taking turns; float64, levels as ``say`` made them."""
     n = samples(seconds)

@@ -10,7 +10,6 @@ is a pure function of its state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import librosa
@@ -19,7 +18,7 @@ import soxr
 
 from musicdet.synth.dsp import SAMPLE_RATE, band, db_to_gain, fade, set_level
 from musicdet.synth.sources.gm import reverb
-from musicdet.synth.speech import talk
+from musicdet.synth.speech import Say, talk
 
 N_FFT, HOP = 1024, 256  # STFT of the voice changes: 64 ms frames (resolves 80 Hz harmonics)
 LIFTER = 28  # cepstral coefficients in a frame's envelope (below the period of a 500 Hz voice)
@@ -81,6 +80,8 @@ def transform(audio: np.ndarray, speaker: Speaker) -> np.ndarray:
     resampled by the pitch factor, which scales every frequency: the harmonics end at the
     pitch factor, the formants at the formant factor, the length at 1 / rate.
     """
+    if len(audio) < N_FFT:
+        return np.asarray(audio, np.float64)  # too short to change: a click or silence
     pitch = 2 ** (speaker.semitones / 12)
     stft = librosa.stft(np.asarray(audio, np.float64), n_fft=N_FFT, hop_length=HOP)
     stft = warp_envelope(stft, speaker.formant / pitch)
@@ -110,9 +111,6 @@ def through(rng: np.random.Generator, audio: np.ndarray, channel: Channel) -> np
     """``audio`` in ``channel``'s room and band (the reverb's noise is drawn from ``rng``)."""
     out = reverb(rng, audio, channel.rt60_s, channel.wet) if channel.rt60_s > 0 else audio
     return band(out, channel.low_hz, channel.high_hz, channel.order)
-
-
-Say = Callable[[np.random.Generator, int], np.ndarray]
 
 
 def converse(rng: np.random.Generator, seconds: float, say: Say,

@@ -10,8 +10,9 @@ onnxruntime versions, the voice file's hash, text and parameters). The voice is 
 draw by `voice.converse` (rate, pitch -3 to +9 semitones, formants, room, band), so a large
 corpus reuses a small pool. Piper draws its noise inside the ONNX graph from onnxruntime's
 generator, so each utterance gets a fresh session after ``onnxruntime.set_seed`` from its key
-(≈ 0.15 s): an utterance is a pure function of its key. One thread renders ≈ 8× realtime
-cold (≈ 3.3 s of speech per sentence: the 80 training sentences take ≈ 35 s once).
+(≈ 0.25 s): an utterance is a pure function of its key. Cold, one core renders ≈ 6× realtime
+(≈ 3.2 s of speech per sentence: the 80 training sentences take ≈ 45 core-seconds once, the
+validation and test pools ≈ 11 each); a draw from the warm pool runs ≈ 80× realtime.
 """
 
 from __future__ import annotations
