@@ -40,7 +40,7 @@ def flite_version() -> str:
     result = subprocess.run([BINARY, "--version"], capture_output=True, text=True,
                             timeout=_TIMEOUT_S)  # exits 1 after printing it
     lines = [line.strip() for line in result.stdout.splitlines() if "version:" in line]
-    return lines[0].removeprefix("version:").strip() if lines else "unknown"
+    return lines[0].removeprefix("version:").split(" (")[0].strip() if lines else "unknown"
 
 
 @functools.cache

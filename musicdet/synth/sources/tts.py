@@ -3,9 +3,10 @@ speaks and a content-keyed cache of rendered utterances.
 
 The pool is a fixed list of English news sentences (`musicdet.synth.speech.sentence` from a
 fixed seed), each assigned to a split by the hash of its text, `POOL_SIZES` of them per
-split (whole sentences are disjoint; the grammar's words and phrases recur in every split). An utterance (one sentence by one voice with one set of synthesis parameters) is
-rendered once and kept in memory and, when `sources.cache_dir` is set, as .npy under its
-``tts`` folder, named by a hash of everything that makes it (engine and voice versions, text,
+split (whole sentences are disjoint; the grammar's words and phrases recur in every split).
+An utterance (one sentence by one voice with one set of synthesis parameters) is rendered
+once and kept in memory and, when `sources.cache_dir` is set, as .npy under its ``tts``
+folder, named by a hash of everything that makes it (engine and voice versions, text,
 parameters; a lock file beside it lets one worker process render it while the others wait);
 draws then vary it (`musicdet.synth.voice`) instead of rendering more.
 """
