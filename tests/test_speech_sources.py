@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -149,6 +151,23 @@ def test_a_warm_cache_does_not_synthesise_again(name: str, module: object, tmp_p
     tts.forget()  # the copies in memory go: only the folder's remain
     np.testing.assert_array_equal(first, source.draw(np.random.default_rng(2), 4.0, "train"))
     assert len(calls) == rendered
+
+
+def test_concurrent_renders_of_one_utterance_synthesise_once() -> None:
+    calls: list[int] = []
+
+    def slow_render() -> np.ndarray:
+        calls.append(1)
+        time.sleep(0.3)
+        return np.sin(np.arange(SAMPLE_RATE) * 0.05)
+
+    threads = [threading.Thread(target=tts.utterance, args=("test|same-key", slow_render))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [1]  # the second waited on the lock, then read the first one's file
 
 
 def test_piper_speaks_with_syllable_rhythm_and_voicing() -> None:
