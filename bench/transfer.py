@@ -52,7 +52,10 @@ COLUMNS = ("val_auc", "auc", "eer", "recall", "f1")
 FAMILIES: dict[str, tuple[str, ...]] = {
     "gm": ("gm-scores", "gm-arrangements", "gm-solo", "gm-percussion"),
     "additive": ("additive", "additive-sparse", "additive-percussion"),
-    "singing": tuple(name for name, role in ROLES.items() if role.kind == "singing"),
+    "singing": ("sung-voice", "piper-sung"),
+    "recorded-music": ("wesnoth-music", "warzone2100-music", "nexuiz-music", "supertux-music"),
+    "recorded-speech": ("asterisk-speech",),
+    "recorded-effects": ("opensfx-effects", "supertux-effects"),
 }
 # Today's (before issue 10) corpus: additive music, espeak, procedural noise, no singing.
 PROCEDURAL = {"music": ("additive",), "solo": ("additive-sparse",),

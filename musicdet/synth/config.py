@@ -29,7 +29,8 @@ ROLES: dict[str, Role] = {
     "solo": Role("music", {"gm-solo": 0.8, "additive-sparse": 0.2}),
     "percussion": Role("music", {"gm-percussion": 0.8, "additive-percussion": 0.2}),
     "singing": Role("singing", {"sung-voice": 0.6, "piper-sung": 0.4}, optional=True),
-    "speech": Role("speech", {"espeak": 1.0, "formant-speech": 0.05, "asterisk-speech": 0.3}),
+    "speech": Role("speech", {"piper": 0.5, "asterisk-speech": 0.2, "flite": 0.15,
+                              "espeak": 0.2, "formant-speech": 0.02}),
     "noise": Role("noise", {"procedural-noise": 1.0, "opensfx-effects": 0.25,
                             "supertux-effects": 0.1}),
 }

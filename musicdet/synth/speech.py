@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import soxr
@@ -99,6 +99,8 @@ GRAMMARS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
 }
 LANGUAGES = tuple(GRAMMARS)
+EspeakSpeaker = tuple[str, str, int, int, int]  # language, voice, rate (wpm), pitch, range
+Say = Callable[[np.random.Generator, int], np.ndarray]  # (rng, speaker) -> one utterance
 
 # Vowel formants (F1, F2, F3) in Hz for the fallback synthesiser.
 VOWEL_FORMANTS = (
@@ -185,33 +187,46 @@ def speech(rng: np.random.Generator, seconds: float, engine: str = "espeak") -> 
     ``engine`` is "espeak" (falls back to "formant" when espeak-ng cannot be loaded) or
     "formant". The result is RMS-normalised to -20 dBFS.
     """
-    n = samples(seconds)
-    if n == 0:
+    if samples(seconds) == 0:
         return np.zeros(0, np.float32)
     if engine == "formant" or not espeak_available():
         return set_level(formant_speech(rng, seconds), -20.0).astype(np.float32)
-    speakers = [_random_speaker(rng) for _ in range(1 if rng.random() < 0.7 else 2)]
-    pieces: list[np.ndarray] = []
-    total = 0
-    while total < n:
-        language, voice, rate, pitch, pitch_range = speakers[len(pieces) % len(speakers)]
-        text = " ".join(sentence(rng, language) for _ in range(int(rng.integers(1, 3))))
-        utterance = _trim_silence(espeak_speak(text, voice, rate, pitch, pitch_range))
-        pause = np.zeros(samples(rng.uniform(0.1, 0.7)), np.float32)
-        pieces += [utterance, pause]
-        total += len(utterance) + len(pause)
-    audio = fit_length(np.concatenate(pieces), n)
+    speakers = [random_speaker(rng) for _ in range(1 if rng.random() < 0.7 else 2)]
+    audio = talk(rng, seconds, lambda r, k: espeak_utterance(r, speakers[k]), len(speakers))
     return set_level(fade(audio, 0.02, 0.05), -20.0).astype(np.float32)
 
 
-def _random_speaker(rng: np.random.Generator) -> tuple[str, str, int, int, int]:
+def talk(rng: np.random.Generator, seconds: float, say: Say, speakers: int) -> np.ndarray:
+    """``seconds`` of turns: ``say(rng, speaker)`` (an utterance at 16 kHz), then a 0.15-0.7 s
+    pause, the ``speakers`` taking turns; float64, levels as ``say`` made them."""
+    n = samples(seconds)
+    pieces: list[np.ndarray] = [np.zeros(0)]
+    total = 0
+    while total < n:
+        utterance = say(rng, (len(pieces) // 2) % speakers)
+        pause = np.zeros(samples(rng.uniform(0.15, 0.7)))
+        pieces += [utterance, pause]
+        total += len(utterance) + len(pause)
+    return fit_length(np.concatenate(pieces), n)
+
+
+def random_speaker(rng: np.random.Generator) -> EspeakSpeaker:
+    """An espeak-ng speaker: language, voice with variant, rate (wpm), pitch and range."""
     language = str(rng.choice(LANGUAGES))
     voice = f"{language}+{rng.choice(VARIANTS)}"
     return (language, voice, int(rng.integers(130, 220)), int(rng.integers(20, 80)),
             int(rng.integers(25, 90)))
 
 
-def _trim_silence(audio: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
+def espeak_utterance(rng: np.random.Generator, speaker: EspeakSpeaker) -> np.ndarray:
+    """One or two random sentences in ``speaker``'s language, silence trimmed, 16 kHz."""
+    language, voice, rate, pitch, pitch_range = speaker
+    text = " ".join(sentence(rng, language) for _ in range(int(rng.integers(1, 3))))
+    return trim_silence(espeak_speak(text, voice, rate, pitch, pitch_range))
+
+
+def trim_silence(audio: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
+    """``audio`` from its first to its last sample louder than ``threshold``."""
     loud = np.flatnonzero(np.abs(audio) > threshold)
     return audio[loud[0]: loud[-1] + 1] if len(loud) else audio
 
@@ -234,19 +249,13 @@ def voiced(rng: np.random.Generator, f0_hz: np.ndarray, formants: Sequence[float
 def formant_speech(rng: np.random.Generator, seconds: float) -> np.ndarray:
     """Speech-like sound without espeak-ng: phrases of consonant-vowel syllables at 3-7 Hz with
     a falling pitch, separated by pauses; float64 at 16 kHz, ``seconds`` long."""
-    n = samples(seconds)
     base_f0 = rng.uniform(90, 240)
-    pieces: list[np.ndarray] = [np.zeros(0)]
-    total = 0
-    while total < n:
-        phrase = _formant_phrase(rng, base_f0, int(rng.integers(3, 12)))
-        pause = np.zeros(samples(rng.uniform(0.15, 0.6)))
-        pieces += [phrase, pause]
-        total += len(phrase) + len(pause)
-    return fit_length(np.concatenate(pieces), n)
+    return talk(rng, seconds, lambda r, _: formant_phrase(r, base_f0, int(r.integers(3, 12))), 1)
 
 
-def _formant_phrase(rng: np.random.Generator, base_f0: float, n_syllables: int) -> np.ndarray:
+def formant_phrase(rng: np.random.Generator, base_f0: float, n_syllables: int) -> np.ndarray:
+    """``n_syllables`` consonant-vowel syllables with a pitch falling from 1.15 × ``base_f0``
+    (Hz) to 0.85 ×; float64 at 16 kHz."""
     syllables = []
     for index in range(n_syllables):
         declination = 1.15 - 0.3 * index / max(n_syllables - 1, 1)

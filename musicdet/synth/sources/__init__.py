@@ -111,6 +111,8 @@ def registry() -> dict[str, Source]:
         additive,
         arrangements,
         debian,
+        flite,
+        piper,
         procedural,
         scores,
         singing,

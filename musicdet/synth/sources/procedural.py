@@ -1,6 +1,7 @@
 """Today's built-in speech and noise wrapped as providers: espeak-ng, the formant fallback and
 the procedural ambiences. Their material is generated afresh per draw (random sentences,
-voice parameters and noise), so every split draws from the same generators."""
+voice parameters and noise), so every split draws from the same generators; the speech is
+varied further per draw by `voice.converse` (rate, pitch, formants, room, band)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import importlib.metadata
 import numpy as np
 
 from musicdet import __version__
-from musicdet.synth import sounds, speech
+from musicdet.synth import sounds, speech, voice
 from musicdet.synth.sources import Source, SourceInfo, Split, register
 
 
@@ -31,7 +32,9 @@ class EspeakSpeech(Source):
         return "espeak-ng cannot be loaded (pip install espeakng-loader)"
 
     def draw(self, rng: np.random.Generator, seconds: float, split: Split) -> np.ndarray:
-        return speech.speech(rng, seconds, "espeak")
+        speakers = [speech.random_speaker(rng) for _ in range(2)]  # speakers 0 and 1
+        return voice.converse(rng, seconds,
+                              lambda r, k: speech.espeak_utterance(r, speakers[k]))
 
 
 class FormantSpeech(Source):
@@ -43,7 +46,9 @@ class FormantSpeech(Source):
         return True
 
     def draw(self, rng: np.random.Generator, seconds: float, split: Split) -> np.ndarray:
-        return speech.speech(rng, seconds, "formant")
+        base_f0 = rng.uniform(90, 240)
+        return voice.converse(rng, seconds, lambda r, _: speech.formant_phrase(
+            r, base_f0, int(r.integers(3, 12))))
 
 
 class ProceduralNoise(Source):
