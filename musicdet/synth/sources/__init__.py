@@ -107,6 +107,7 @@ def registry() -> dict[str, Source]:
         arrangements,
         procedural,
         scores,
+        textured,
     )
 
     return dict(_REGISTRY)
