@@ -143,3 +143,20 @@ def test_events_come_irregularly_and_at_least_once() -> None:
 def test_an_unknown_layer_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match=r"unknown textured layers \['organ'\]; known: clatter"):
         textured.textured_ambience(np.random.default_rng(0), 1.0, ("organ",))
+
+
+def test_the_default_corpus_gives_noise_a_large_share_of_no_music_time() -> None:
+    """Ambience alone is about a quarter of the no-music time (0.14 with the old weights),
+    and with speech over noise close to half of it."""
+    config = SynthConfig()
+    chosen = programme.palette(config)
+    seconds: dict[str, float] = {}
+    for seed in range(400):
+        for segment in programme.plan_segments(np.random.default_rng(seed), config, chosen):
+            if segment.label == programme.NO_MUSIC:
+                seconds[segment.kind] = seconds.get(segment.kind, 0.0) + (
+                    segment.offset_ms - segment.onset_ms) / 1000
+    total = sum(seconds.values())
+    assert 0.22 < seconds["ambience"] / total < 0.32
+    noisy = seconds["ambience"] + config.background_noise_rate * seconds["speech"]
+    assert 0.38 < noisy / total < 0.5

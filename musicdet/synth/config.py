@@ -27,7 +27,7 @@ ROLES: dict[str, Role] = {
     "percussion": Role("music", {"gm-percussion": 0.8, "additive-percussion": 0.2}),
     "singing": Role("singing", {}, optional=True),
     "speech": Role("speech", {"espeak": 1.0, "formant-speech": 0.05}),
-    "noise": Role("noise", {"procedural-noise": 1.0}),
+    "noise": Role("noise", {"textured-noise": 0.75, "procedural-noise": 0.25}),
 }
 SOURCE_KEYS = tuple(f"{role}_sources" for role in ROLES)
 
@@ -49,7 +49,9 @@ class SynthConfig:
     bed_level_db_max: float = -6.0
     hard_case_rate: float = 0.35  # share of segments that are tonal non-music / sparse music
     quiet_music_db: float = -24.0  # quiet-music hard case, relative to the programme level
-    background_noise_rate: float = 0.3  # share of speech segments with street/crowd noise
+    # Share of speech segments over background noise (0.3 before: real speech over kitchen,
+    # street or machine noise came out as music, so more of it is shown).
+    background_noise_rate: float = 0.5
     channel_effects: bool = True  # band-limiting, compression, noise floor per programme
     noise_floor_db_max: float = -40.0  # loudest channel noise floor, dBFS
     # Providers by weight per role (`ROLES`: ordinary, solo/sparse and percussion-only music,
