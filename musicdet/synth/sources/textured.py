@@ -443,7 +443,8 @@ def textured_ambience(rng: np.random.Generator, seconds: float,
         raise ValueError(f"unknown textured layers {unknown}; known: {', '.join(LAYERS)}")
     if samples(seconds) == 0:
         return np.zeros(0, np.float32)
-    out = _mix(rng, [LAYERS[name][0](rng, seconds) for name in layers], 15.0, 12.0)
+    out = _mix(rng, [LAYERS[name][0](rng, seconds) for name in layers], 15.0,
+               rng.uniform(3.0, 12.0))
     floor = shaped_noise(rng, seconds, (150.0, 3000.0), (1.0, 2.5), (-8.0, 0.0), 0.2)
     out = out + set_level(floor, 20 * np.log10(max(rms(out), 1e-9)) - rng.uniform(30, 45))
     for _ in range(3):  # soft-limit and re-level until the peaks stay within the crest
