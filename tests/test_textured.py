@@ -1,6 +1,7 @@
 """Tests of the textured-noise provider: registry and defaults, determinism, level and length,
 and that its ambiences are far from stationary and far from music (stable pitch classes,
-steady beats) compared with pink noise and `music.render_music`."""
+steady beats) compared with pink noise and `music.render_music`; the default corpus's share
+of noise; the machine-line tonal hard case."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from scipy import signal
 from scipy.ndimage import median_filter
 
-from musicdet.synth import SynthConfig, music, programme, sources
+from musicdet.synth import SynthConfig, music, programme, sounds, sources
 from musicdet.synth.config import ROLES
 from musicdet.synth.dsp import SAMPLE_RATE, band, pink_noise, rms
 from musicdet.synth.sources import textured
@@ -160,3 +161,14 @@ def test_the_default_corpus_gives_noise_a_large_share_of_no_music_time() -> None
     assert 0.22 < seconds["ambience"] / total < 0.32
     noisy = seconds["ambience"] + config.background_noise_rate * seconds["speech"]
     assert 0.38 < noisy / total < 0.5
+
+
+def test_machine_lines_are_tonal_non_music_whose_pitch_wanders_unlike_mains_hum() -> None:
+    lines = _draws(sounds.machine_line, range(8))
+    assert all(x.dtype == np.float32 and 20 * np.log10(rms(x)) == pytest.approx(-20.0, abs=0.1)
+               for x in lines)
+    np.testing.assert_array_equal(lines[0], sounds.machine_line(np.random.default_rng(0), 6.0))
+    assert sounds.TONAL["machine"] is sounds.machine_line
+    whine = [pitch_class_consistency(x) for x in lines]
+    hum = [pitch_class_consistency(x) for x in _draws(sounds.hum, range(8))]
+    assert np.percentile(whine, 80) < np.percentile(hum, 20), (whine, hum)
