@@ -428,23 +428,38 @@ LAYERS: dict[str, tuple[Layer, float]] = {
 }
 
 
+BEDS = ("water", "rain", "wind", "machine", "cafe", "traffic", "vinyl")  # continuous layers
+BED_RATE = 0.75  # share of draws led by a continuous bed (the rest: any layer leads)
+
+
+def pick_layers(rng: np.random.Generator) -> tuple[str, ...]:
+    """Two or three distinct `LAYERS` by weight, the first (the loudest) a bed at `BED_RATE`."""
+    names = list(BEDS) if rng.random() < BED_RATE else list(LAYERS)
+    chosen: list[str] = []
+    for count in range(int(rng.integers(2, 4))):
+        pool = [name for name in (names if count == 0 else LAYERS) if name not in chosen]
+        weights = np.array([LAYERS[name][1] for name in pool])
+        chosen.append(str(pool[rng.choice(len(pool), p=weights / weights.sum())]))
+    return tuple(chosen)
+
+
 def textured_ambience(rng: np.random.Generator, seconds: float,
                       layers: tuple[str, ...] | None = None) -> np.ndarray:
-    """``seconds`` of a layered ambience: two or three `LAYERS` (or the named ``layers``) at
-    random relative levels (0 to -15 dB), each wandering in level, over a drifting room floor
-    30-45 dB down; peaks soft-limited to about `CREST` times the RMS; float32, -20 dBFS."""
-    if layers is None:
-        names = list(LAYERS)
-        weights = np.array([LAYERS[name][1] for name in names])
-        layers = tuple(str(name) for name in rng.choice(
-            names, int(rng.integers(2, 4)), replace=False, p=weights / weights.sum()))
+    """``seconds`` of a layered ambience: `pick_layers` (or the named ``layers``), the first at
+    0 dB and the others 3-18 dB below it, each wandering in level (3-12 dB a draw), over a
+    drifting room floor 30-45 dB down; peaks soft-limited to about `CREST` times the RMS;
+    float32, -20 dBFS."""
+    layers = pick_layers(rng) if layers is None else layers
     unknown = [name for name in layers if name not in LAYERS]
     if unknown:
         raise ValueError(f"unknown textured layers {unknown}; known: {', '.join(LAYERS)}")
     if samples(seconds) == 0:
         return np.zeros(0, np.float32)
-    out = _mix(rng, [LAYERS[name][0](rng, seconds) for name in layers], 15.0,
-               rng.uniform(3.0, 12.0))
+    parts = [LAYERS[name][0](rng, seconds) for name in layers]
+    depth = rng.uniform(3.0, 12.0)
+    below_db = [0.0, *rng.uniform(3.0, 18.0, len(parts) - 1)]
+    out = sum(set_level(part * presence(rng, seconds, depth, rng.uniform(0.2, 1.0)), 0.0)
+              * db_to_gain(-level) for part, level in zip(parts, below_db, strict=True))
     floor = shaped_noise(rng, seconds, (150.0, 3000.0), (1.0, 2.5), (-8.0, 0.0), 0.2)
     out = out + set_level(floor, 20 * np.log10(max(rms(out), 1e-9)) - rng.uniform(30, 45))
     for _ in range(3):  # soft-limit and re-level until the peaks stay within the crest
