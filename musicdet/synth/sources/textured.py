@@ -3,11 +3,12 @@
 Each draw layers two or three of: kitchen clatter (dishes, cutlery, pots), running water,
 rain, wind gusts, machines (motors, fans, exercise bike, printer), a cafe (distant espeak
 babble and clatter), traffic, footsteps, doors, paper rustle, typing, birds and animals, and
-vinyl crackle, each with its own slowly wandering level over a drifting room floor. Events
-come at irregular (clustered Poisson) times, resonances and pitches are drawn from continuous
-ranges (never a scale), machine cycles jitter and drift, and spectral colour changes over
-time, so that a detector learns what real non-music sounds like rather than taking everything
-that is neither speech nor steady noise for music.
+vinyl crackle, most often led by a continuous bed (water, rain, wind, a machine, a cafe,
+traffic, a record's surface), each with its own slowly wandering level, over a drifting room
+floor. Events come at irregular (clustered Poisson) times, resonances and pitches are drawn
+from continuous ranges (never a scale), machine cycles jitter and drift, and spectral colour
+changes over time, so that a detector learns what real non-music sounds like rather than
+taking everything that is neither speech nor steady noise for music.
 
 The material is made afresh per draw (there is no finite set of files to assign to splits),
 so, as for procedural-noise, every split draws from the same generator.
