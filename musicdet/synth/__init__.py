@@ -4,7 +4,7 @@ Programmes are sequences of music, speech, speech over music beds, jingles, ambi
 tonal non-music sounds with cross-fades and a broadcast channel, labelled frame-exactly as
 "music" (foreground or background) or "no-music"; see `SynthConfig` for the knobs. The audio
 comes from source providers (`musicdet.synth.sources`): GM-rendered scores, arrangements, solo
-and percussion music, the additive music, espeak speech and procedural noise.
+and percussion music, the additive music, espeak speech, textured and procedural noise.
 """
 
 from musicdet.synth.config import SynthConfig

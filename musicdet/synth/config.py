@@ -31,8 +31,8 @@ ROLES: dict[str, Role] = {
     "singing": Role("singing", {"sung-voice": 0.6, "piper-sung": 0.4}, optional=True),
     "speech": Role("speech", {"piper": 0.5, "asterisk-speech": 0.2, "flite": 0.15,
                               "espeak": 0.2, "formant-speech": 0.02}),
-    "noise": Role("noise", {"procedural-noise": 1.0, "opensfx-effects": 0.25,
-                            "supertux-effects": 0.1}),
+    "noise": Role("noise", {"textured-noise": 0.6, "procedural-noise": 0.2,
+                            "opensfx-effects": 0.15, "supertux-effects": 0.05}),
 }
 SOURCE_KEYS = tuple(f"{role}_sources" for role in ROLES)
 
@@ -57,7 +57,9 @@ class SynthConfig:
     bed_level_db_max: float = -7.0
     hard_case_rate: float = 0.35  # share of segments that are tonal non-music / sparse music
     quiet_music_db: float = -24.0  # quiet-music hard case, LU relative to the programme level
-    background_noise_rate: float = 0.3  # share of speech segments with street/crowd noise
+    # Share of speech segments over background noise (0.3 before: real speech over kitchen,
+    # street or machine noise came out as music, so more of it is shown).
+    background_noise_rate: float = 0.5
     channel_effects: bool = True  # EQ, band-limiting, compressor, limiter, codec, noise floor
     noise_floor_db_max: float = -40.0  # loudest channel noise floor, dBFS
     # Providers by weight per role (`ROLES`: ordinary, solo/sparse and percussion-only music,

@@ -1,5 +1,6 @@
 """Non-music sounds: ambiences (applause, crowd, street, room tone) and tonal non-music hard
-cases (sirens, telephone tones, beeps, mains hum). Everything is float32 at 16 kHz, -20 dBFS."""
+cases (sirens, telephone tones, beeps, mains hum, appliance whines). Everything is float32 at
+16 kHz, -20 dBFS."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from musicdet.synth.dsp import SAMPLE_RATE, add_at, band, fade, pink_noise, samples, set_level
+from musicdet.synth.sources.textured import glide_tone, on_off, wander
 from musicdet.synth.speech import speech
 
 Sound = Callable[[np.random.Generator, float], np.ndarray]
@@ -124,6 +126,19 @@ def hum(rng: np.random.Generator, seconds: float) -> np.ndarray:
     return _finish(out + 0.05 * pink_noise(rng, len(t)))
 
 
+def machine_line(rng: np.random.Generator, seconds: float) -> np.ndarray:
+    """An appliance or power tool (drill, blender, vacuum cleaner, hair dryer) run in bursts:
+    a whine of 150-1200 Hz with harmonics that spins up and down with the switch, drifts and
+    dips under load (1-4 semitones), over its motor noise."""
+    n = samples(seconds)
+    gate = on_off(rng, seconds, (0.8, 6.0), (0.3, 3.0), rng.uniform(0.2, 1.5))
+    drift = wander(rng, seconds, n, -1.0, 1.0, rng.uniform(0.5, 3.0)) * rng.uniform(1.0, 4.0)
+    freq = rng.uniform(150, 1200) * (0.3 + 0.7 * gate) * 2 ** (drift / 12)
+    whine = glide_tone(rng, freq, int(rng.integers(3, 9)))
+    motor = band(pink_noise(rng, n), 200, 6000) * rng.uniform(0.1, 0.5)
+    return _finish((whine + motor) * gate)
+
+
 AMBIENCES: dict[str, Sound] = {"applause": applause, "street": street, "room": room_tone}
 
 
@@ -133,4 +148,5 @@ def ambience(rng: np.random.Generator, seconds: float, engine: str = "espeak") -
     if name == "crowd":
         return crowd(rng, seconds, engine)
     return AMBIENCES[name](rng, seconds)
-TONAL: dict[str, Sound] = {"siren": siren, "phone": phone_tone, "beeps": beeps, "hum": hum}
+TONAL: dict[str, Sound] = {"siren": siren, "phone": phone_tone, "beeps": beeps, "hum": hum,
+                          "machine": machine_line}

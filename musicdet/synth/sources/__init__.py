@@ -116,6 +116,7 @@ def registry() -> dict[str, Source]:
         procedural,
         scores,
         singing,
+        textured,
     )
 
     return dict(_REGISTRY)
