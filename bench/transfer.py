@@ -56,6 +56,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "recorded-music": ("wesnoth-music", "warzone2100-music", "nexuiz-music", "supertux-music"),
     "recorded-speech": ("asterisk-speech",),
     "recorded-effects": ("opensfx-effects", "supertux-effects"),
+    "textured-noise": ("textured-noise",),
+    "natural-speech": ("piper", "flite"),
 }
 # Today's (before issue 10) corpus: additive music, espeak, procedural noise, no singing.
 PROCEDURAL = {"music": ("additive",), "solo": ("additive-sparse",),
