@@ -139,9 +139,10 @@ def test_fluidr3_renders() -> None:
 
 
 def _music_silenced(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every music provider draws as usual (same random numbers) but returns silence."""
+    """Every music and singing provider draws as usual (same random numbers) but returns
+    silence."""
     for source in sources.registry().values():
-        if source.info.kind == "music":
+        if source.info.kind in ("music", "singing"):
             draw = source.draw
             monkeypatch.setattr(source, "draw", lambda rng, s, split, draw=draw:
                                 0.0 * draw(rng, s, split))
@@ -155,10 +156,12 @@ def _interior_db(audio: np.ndarray, segment: programme.PlannedSegment) -> float:
     return 20 * np.log10(rms(audio[start:end]) + 1e-12)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 36])  # 36: a stinger between talk segments
+# 36: a stinger between talk segments; 28: a cappella singing and a song
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 28, 36])
 def test_labels_match_where_the_music_sources_sound(seed: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Music-only segments fall silent when the music sources do; no-music ones do not."""
+    """Music-only segments (singing included) fall silent when the music and singing sources
+    do; no-music ones do not."""
     config = replace(SHORT, hard_case_rate=0.5)
     plan = programme.plan_segments(np.random.default_rng(seed), config,
                                    programme.palette(config))
@@ -166,7 +169,8 @@ def test_labels_match_where_the_music_sources_sound(seed: int,
     _music_silenced(monkeypatch)
     silenced, _ = programme.generate_programme(seed, config)
     for segment in plan:
-        if segment.kind in ("music", "jingle", "stinger", "solo_music", "percussion_music"):
+        if segment.kind in ("music", "jingle", "stinger", "solo_music", "percussion_music",
+                            "song", "a_cappella"):
             assert _interior_db(audio, segment) > -50.0, segment
             assert _interior_db(silenced, segment) < -80.0, segment
         elif segment.label == "no-music" and segment.kind != "room":
