@@ -2,19 +2,21 @@
 
     python bench/transfer.py [REAL] [--hours 1] [--epochs 20] [--seeds 3]
         [--corpora default procedural no-singing ...] [--losses ce aaucsum]
-        [--front-ends none window pcen] [--hidden 128] [--out DIR]
+        [--front-ends none window pcen] [--augments off masks masks+mix] [--hidden 128]
+        [--out DIR]
 
 Trains the paper's model (2 × BiGRU, ``--hidden`` units) on ``--hours`` of an embedded corpus
 (``data.format: synth``, corpus seed 0) — the default one, today's procedural one, or the
 default with one provider family removed (`corpus_settings`: the ablation) — with each loss
 (LossConfig types with the paper's parameters: aaucsum is aAUCsum(0.75, 0.001)), each front
-end (`FRONT_ENDS`) and training seeds 0 … N-1, then scores the labelled folder REAL (generic
-format; default ../shared/realdev beside the repository) with
-`musicdet.evaluate.evaluate_model`. Prints per run the synthetic validation AUC of the kept
-epoch and REAL's pooled frame AUC and EER with 95 % bootstrap CIs over files, recall and F1
-at precision 0.90; then per corpus × loss × front end the mean ± sd over seeds. Resumable: a
-run whose model file and REAL metrics are already in OUT is read, not redone
-(OUT/CORPUS-LOSS-FRONTEND-seedN/: the training folder, realdev/metrics.json).
+end (`FRONT_ENDS`), each training augmentation preset (`AUGMENTS`) and seeds 0 … N-1, then
+scores the labelled folder REAL (generic format; default ../shared/realdev beside the
+repository) with `musicdet.evaluate.evaluate_model`. Prints per run the synthetic validation
+AUC of the kept epoch and REAL's pooled frame AUC and EER with 95 % bootstrap CIs over files,
+recall and F1 at precision 0.90; then per corpus × loss × front end × augmentation the mean
+± sd over seeds. Resumable: a run whose model file and REAL metrics are already in OUT is
+read, not redone (OUT/CORPUS-LOSS-FRONTEND[-AUGMENT]-seedN/: the training folder,
+realdev/metrics.json).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ FRONT_ENDS: dict[str, dict[str, dict[str, str]]] = {
 """Front ends by name: the paper's min-max block scaling of log-Mel + chroma alone (none),
 with each window standardised inside the model, PCEN instead of log-Mel, and both."""
 COLUMNS = ("val_auc", "auc", "eer", "recall", "f1")
+# Training-time augmentation presets (the run config's augment: section) by name.
+AUGMENTS: dict[str, dict[str, float]] = {
+    "off": {},
+    "masks": {"time_masks": 2, "time_mask_frames": 30, "freq_masks": 2, "freq_mask_bins": 16},
+    "masks+mix": {"time_masks": 2, "time_mask_frames": 30, "freq_masks": 2,
+                  "freq_mask_bins": 16, "mix_prob": 0.5, "mix_level_db": 10, "stretch": 0.1},
+}
 # Provider families for the ablation: each is removed from the default corpus in turn.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "gm": ("gm-scores", "gm-arrangements", "gm-solo", "gm-percussion"),
@@ -88,10 +97,17 @@ class Run:
     loss: str
     front_end: str
     seed: int
+    augment: str = "off"
 
     @property
     def name(self) -> str:
-        return f"{self.corpus}-{self.loss}-{self.front_end}-seed{self.seed}"
+        augment = "" if self.augment == "off" else f"-{self.augment}"
+        return f"{self.corpus}-{self.loss}-{self.front_end}{augment}-seed{self.seed}"
+
+    @property
+    def group(self) -> tuple[str, str, str, str]:
+        """What a row of the mean ± sd table pools over seeds."""
+        return self.corpus, self.loss, self.front_end, self.augment
 
 
 def run_config(run: Run, args: argparse.Namespace) -> RunConfig:
@@ -104,6 +120,7 @@ def run_config(run: Run, args: argparse.Namespace) -> RunConfig:
         "features": front["features"],
         "model": {"hidden_size": args.hidden, **front["model"]},
         "loss": {"type": run.loss},
+        "augment": AUGMENTS[run.augment],
         "training": {"epochs": args.epochs, "device": "cpu"},
     })
 
@@ -154,13 +171,13 @@ def print_tables(rows: dict[Run, dict[str, Any]], real: Path) -> None:
         print(f"{run.name:28s} {row['val_auc']:7.3f}  {auc:>21s}  {eer:>21s}  "
               f"{row['recall']:6.3f} {row['f1']:6.3f}")
     print("\nmean ± sd over seeds")
-    print(f"{'corpus':14s} {'loss':8s} {'front end':12s} {'n':>2s}  " +
+    print(f"{'corpus':14s} {'loss':8s} {'front end':12s} {'augment':10s} {'n':>2s}  " +
           "  ".join(f"{name:>13s}" for name in ("val AUC", "real AUC", "real EER", "recall",
                                                  "F1")))
-    for corpus, loss, front in dict.fromkeys((r.corpus, r.loss, r.front_end) for r in rows):
-        group = [row for run, row in rows.items()
-                 if (run.corpus, run.loss, run.front_end) == (corpus, loss, front)]
-        print(f"{corpus:14s} {loss:8s} {front:12s} {len(group):2d}  " +
+    for key in dict.fromkeys(run.group for run in rows):
+        group = [row for run, row in rows.items() if run.group == key]
+        corpus, loss, front, augment = key
+        print(f"{corpus:14s} {loss:8s} {front:12s} {augment:10s} {len(group):2d}  " +
               "  ".join(f"{mean_sd([row[c] for row in group]):>13s}" for c in COLUMNS))
 
 
@@ -170,7 +187,9 @@ def main() -> None:
                         help="labelled real audio, generic format (default: %(default)s)")
     parser.add_argument("--hours", type=float, default=1.0, help="embedded corpus size, hours")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=3, help="training seeds 0 … N-1")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds: N of them")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first training seed (seeds K … K+N-1; default 0)")
     parser.add_argument("--corpora", nargs="+", default=["default", "procedural"],
                         choices=["default", "procedural", *(f"no-{f}" for f in FAMILIES)],
                         help="corpora: default, today's procedural one, default without a "
@@ -178,6 +197,8 @@ def main() -> None:
     parser.add_argument("--losses", nargs="+", default=["ce", "aaucsum"], choices=LOSS_TYPES)
     parser.add_argument("--front-ends", nargs="+", default=["window"],
                         choices=list(FRONT_ENDS))
+    parser.add_argument("--augments", nargs="+", default=["off"], choices=list(AUGMENTS),
+                        help="training augmentation presets (`AUGMENTS`; default: off)")
     parser.add_argument("--hidden", type=int, default=128, help="GRU units per direction")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -187,9 +208,9 @@ def main() -> None:
         parser.error(f"{args.real}: no such folder; expected labelled real audio (WAV + "
                      "same-stem CSV onset,offset,label), e.g. ../shared/realdev")
     torch.set_num_threads(args.threads)
-    runs = [Run(corpus, loss, front, seed) for corpus in args.corpora
-            for loss in args.losses for front in args.front_ends
-            for seed in range(args.seeds)]
+    runs = [Run(corpus, loss, front, seed, augment) for corpus in args.corpora
+            for loss in args.losses for front in args.front_ends for augment in args.augments
+            for seed in range(args.first_seed, args.first_seed + args.seeds)]
     rows = {}
     for run in runs:
         rows[run] = measure(run, args)

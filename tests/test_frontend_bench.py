@@ -59,7 +59,8 @@ def test_runs_are_trained_scored_and_reused(tmp_path: Path, monkeypatch, capsys)
     assert (model.config.seed, model.config.features.mel_scaling,
             model.config.model.input_norm, model.config.model.hidden_size) == \
         (1, "pcen", "window", 4)
-    assert "default        ce       pcen+window   2" in first and "real AUC [CI]" in first
+    assert "default        ce       pcen+window  off         2" in first
+    assert "real AUC [CI]" in first
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*-ce-*/model.pt")}
     run(module, argv, monkeypatch)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
@@ -88,3 +89,17 @@ def test_ablation_corpora_leave_out_one_family_and_procedural_is_todays() -> Non
     for family, names in module.FAMILIES.items():
         left = programme.palette(SynthConfig(**module.corpus_settings(f"no-{family}")))
         assert set(left.providers()) == set(default) - set(names), family
+
+
+def test_an_augmentation_preset_reaches_the_run_config_and_names_the_run(tmp_path) -> None:
+    import argparse
+
+    module = transfer()
+    args = argparse.Namespace(hours=0.1, epochs=1, hidden=8, out=tmp_path)
+    plain, mixed = (module.Run("default", "ce", "window", 0, augment)
+                    for augment in ("off", "masks+mix"))
+    assert (plain.name, mixed.name) == ("default-ce-window-seed0",
+                                        "default-ce-window-masks+mix-seed0")
+    assert not module.run_config(plain, args).augment.active
+    augment = module.run_config(mixed, args).augment
+    assert (augment.time_masks, augment.mix_prob, augment.stretch) == (2, 0.5, 0.1)
