@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from studyutil import assert_study_complete, child_runs, write_spec
 
 from musicdet.errors import CommandError
+from search.cli import main as search_main
 from search.export import chosen_trial, load_study, top_trials
 from search.runner import DeferredLoss, StudySearcher, run_study
 from search.space import complete_params
@@ -51,7 +52,8 @@ def _trials(spec: StudySpec) -> list[optuna.trial.FrozenTrial]:
     return load_study(spec).get_trials(deepcopy=False)
 
 
-def test_a_duplicate_of_a_running_trial_waits_then_copies_its_result(searcher) -> None:
+def test_a_duplicate_of_a_running_trial_waits_then_copies_its_result(
+        searcher, tmp_path, capsys) -> None:
     spec, search = searcher
     assert search.suggest("ray-0")["loss"] == "ce"
     # trials 1 and 2 are the same configuration as running trial 0: they wait, no Ray trial
@@ -73,6 +75,11 @@ def test_a_duplicate_of_a_running_trial_waits_then_copies_its_result(searcher) -
     assert tally(_trials(spec)).finished == 3
     assert [r.number for r in top_trials(spec, load_study(spec))] == [0]  # copies not listed
     assert chosen_trial(spec, load_study(spec), 2).number == 0  # exported as the trained one
+    capsys.readouterr()
+    assert search_main(["export", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "b.yaml"),
+                        "--trial", "2"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "trial 2 is a duplicate of trial 0 (same configuration)\ntrial 0 → ")
 
 
 def test_a_trial_stopped_early_is_pruned_and_so_are_its_duplicates(searcher) -> None:
@@ -104,6 +111,7 @@ def test_a_duplicate_of_a_trial_that_failed_is_trained_after_all(searcher) -> No
     assert states[3:] == [(3, TrialState.RUNNING, 1), (4, TrialState.WAITING, 2)]
 
 
+@pytest.mark.slow
 def test_a_study_with_asha_prunes_records_every_epoch_and_trains_no_configuration_twice(
         tmp_path, monkeypatch, cache_dir, local_ray) -> None:
     monkeypatch.chdir(tmp_path)
