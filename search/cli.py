@@ -26,7 +26,7 @@ from musicdet.errors import EPILOG, CommandError, ExitStatus, report
 from .export import export_best, format_table, load_study, top_trials
 from .runner import run_study
 from .spec import StudySpec, check_database_url, load_spec
-from .study import lost_database, study_counts, tally
+from .study import DUPLICATE_OF, lost_database, study_counts, tally
 from .tracking import MlflowSettings, StudyTracker, study_settings
 
 PROG = "musicdet-search"
@@ -55,7 +55,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if rows:
         print(f"best: trial {rows[0].number} {spec.search.objective.metric} "
               f"{rows[0].value:.4f} {rows[0].loss}")
-    done = [t.duration.total_seconds() for t in trials if t.duration and t.datetime_complete]
+    done = [t.duration.total_seconds() for t in trials if t.duration and t.datetime_complete
+            and DUPLICATE_OF not in t.user_attrs]  # a duplicate takes no training time
     left = int(spec.search.n_trials or 0) - tally(trials).finished
     if done and left > 0:
         eta = left * sum(done) / len(done) / spec.resources.max_concurrent
@@ -76,6 +77,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write the best trial's run config, or trial N's (for musicdet train --config)."""
     spec = _spec(args)
     number, path = export_best(spec, args.out, register=args.register, trial=args.trial)
+    if args.trial is not None and number != args.trial:
+        print(f"trial {args.trial} is a duplicate of trial {number} (same configuration)")
     print(f"trial {number} → {path}")
     if args.register:
         print(f"registered as {study_settings(spec).registered_model}@champion")
@@ -198,7 +201,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     _tracking_arg(p)
     p.add_argument("--out", required=True, help="YAML file to write")
     p.add_argument("--trial", type=int, metavar="N",
-                   help="export trial number N (COMPLETE) instead of the best")
+                   help="export trial number N (COMPLETE; not PRUNED) instead of the best")
     p.add_argument("--register", action="store_true",
                    help="register the exported trial's model in MLflow with alias champion")
 

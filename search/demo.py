@@ -12,9 +12,10 @@ import sys
 from musicdet.config import load_run_config
 from musicdet.train import train
 
-from .export import export_best
+from .export import export_best, load_study
 from .runner import run_study
 from .spec import load_spec
+from .study import study_counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     spec_path = args[0] if args else "studies/smoke.yaml"
     spec = load_spec(spec_path)
     result = run_study(spec, resume=True)
+    counts = study_counts(load_study(spec))
+    print("trials: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+          " (the best is the best COMPLETE trial; DUPLICATE: a configuration already trained)")
     best_yaml = spec.workdir / "best.yaml"
     number, _ = export_best(spec, best_yaml)
     print(f"best trial {number} (value {result.best_value:.4f}) exported to {best_yaml}")

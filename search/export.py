@@ -3,7 +3,10 @@ config.
 
 The exported YAML is what `musicdet train --config` reads: the study's base config with the
 trial's loss. Trained again with it, the model reproduces the trial's validation AUC (same
-data, seed and epochs; a trial that ASHA stopped early ran fewer epochs).
+data, seed and epochs). Only COMPLETE trials are ranked and exported: a PRUNED one (stopped
+early by the pruner) ran fewer epochs than its config would, so its value would not be
+reproduced, and the pruner judged it not worth finishing; ``--trial N`` of one is refused,
+naming its epochs. A duplicate (``duplicate_of``) is listed and exported as the trial it copies.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from musicdet.errors import CommandError, ExitStatus, UnfinishedError
 
 from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
-from .study import open_storage, trial_origin
+from .study import DUPLICATE_OF, open_storage, trial_origin
 from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
 
 
@@ -45,8 +48,10 @@ def load_study(spec: StudySpec) -> optuna.Study:
 
 
 def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[TrialRow]:
-    """The ``count`` best COMPLETE trials, best first."""
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    """The ``count`` best COMPLETE trials, best first (duplicates left out: they repeat the
+    trial they copy)."""
+    complete = [t for t in study.get_trials(deepcopy=False)
+                if t.state == TrialState.COMPLETE and DUPLICATE_OF not in t.user_attrs]
     reverse = spec.search.objective.direction == "maximize"
     complete.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
     return [TrialRow(t.number, float(t.value), describe(_params(spec, t)),  # type: ignore[arg-type]
@@ -65,21 +70,29 @@ def format_table(rows: list[TrialRow], metric: str) -> str:
 
 def chosen_trial(spec: StudySpec, study: optuna.Study,
                  number: int | None = None) -> optuna.trial.FrozenTrial:
-    """Trial ``number`` of ``study``, which must be COMPLETE; the best trial if None."""
+    """Trial ``number`` of ``study``, which must be COMPLETE (a duplicate: the trial it
+    copies); the best trial if None."""
     trials = study.get_trials(deepcopy=False)
     if number is None:
         if not any(t.state == TrialState.COMPLETE for t in trials):
             raise UnfinishedError(f"study {spec.name!r} has no completed trial yet")
-        return study.best_trial
+        number = study.best_trial.number
     found = [t for t in trials if t.number == number]
     if not found:
         raise CommandError(f"study {spec.name!r} has no trial {number} (it has {len(trials)}, "
                            "numbered from 0)", ExitStatus.BAD_INPUT)
-    if found[0].state != TrialState.COMPLETE:
-        raise CommandError(f"trial {number} of study {spec.name!r} is {found[0].state.name}; "
+    trial = found[0]
+    if trial.state == TrialState.PRUNED:
+        ran = f"after {trial.user_attrs['epochs']} of {spec.base.training.epochs} epochs" \
+            if "epochs" in trial.user_attrs else "early"
+        raise CommandError(f"trial {number} of study {spec.name!r} is PRUNED (the pruner "
+                           f"stopped it {ran}: its config would not reproduce its value); "
+                           "expected a COMPLETE trial", ExitStatus.BAD_INPUT)
+    if trial.state != TrialState.COMPLETE:
+        raise CommandError(f"trial {number} of study {spec.name!r} is {trial.state.name}; "
                            "expected a COMPLETE trial",
                            ExitStatus.BAD_INPUT)
-    return found[0]
+    return trials[trial.user_attrs[DUPLICATE_OF]] if DUPLICATE_OF in trial.user_attrs else trial
 
 
 def trial_config(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> RunConfig:

@@ -31,14 +31,16 @@ from ray.tune.search.optuna import OptunaSearch
 from musicdet.config import METRIC_DIRECTIONS
 from musicdet.train import prepare_data
 
-from .space import describe, logged_params, sample
+from .space import complete_params, describe, logged_params, sample
 from .spec import SearchSpec, StudySpec, hide_password
 from .study import (
+    DUPLICATE_OF,
     FAIL_REASON,
     LOG,
     SURPLUS,
     Heartbeat,
     StudyStorage,
+    duplicate_source,
     lost_database,
     open_storage,
     open_study,
@@ -54,6 +56,7 @@ from .trainable import (
     OBJECTIVE,
     best_epoch,
     epoch_history,
+    epoch_objectives,
     failure_reason,
     run_trial,
     trial_dir,
@@ -112,18 +115,26 @@ def make_sampler(search: SearchSpec, offset: int) -> optuna.samplers.BaseSampler
     return optuna.samplers.RandomSampler(seed=seed)  # grid: the enqueued points come first
 
 
+DuplicateHook = Callable[[optuna.Trial, optuna.trial.FrozenTrial, dict[str, Any]], None]
+"""Called with a duplicate about to be told, the trial it copies and its configuration."""
+
+
 class StudySearcher(OptunaSearch):
     """OptunaSearch that keeps the study's trial budget exact across drivers and restarts."""
 
     def __init__(self, spec: StudySpec, storage: StudyStorage,
-                 heartbeat: Heartbeat, offset: int, workdir: Path, lost: DeferredLoss) -> None:
+                 heartbeat: Heartbeat, offset: int, workdir: Path, lost: DeferredLoss,
+                 on_duplicate: DuplicateHook | None = None) -> None:
         super().__init__(space=partial(trial_space, spec.search), metric=OBJECTIVE,
                          mode=spec.search.objective.mode, sampler=make_sampler(spec.search, offset),
                          study_name=spec.name, storage=storage)
         self._n_trials = int(spec.search.n_trials or 0)
+        self._search, self._epochs = spec.search, spec.base.training.epochs
         self._heartbeat = heartbeat
         self._workdir = workdir
         self._lost = lost
+        self._on_duplicate = on_duplicate
+        self._waiting: dict[int, tuple[optuna.Trial, int]] = {}  # duplicates of RUNNING trials
 
     def __getstate__(self) -> dict[str, Any]:
         """Ray pickles the Tuner into tuner.pkl: the copy holds no storage (its URL's password)."""
@@ -138,23 +149,78 @@ class StudySearcher(OptunaSearch):
     def _suggest(self, trial_id: str) -> dict | str | None:
         optuna.storages.fail_stale_trials(self._ot_study)
         requeue_lost(self._ot_study)
-        now = tally(self._ot_study.get_trials(deepcopy=False))
-        if not now.waiting and now.counted >= self._n_trials:
-            if now.running > len(self._live()):  # other drivers' trials may still be requeued
-                if not self._live():
-                    time.sleep(WAIT_SECONDS)
+        self._settle_duplicates()
+        while True:  # each duplicate is recorded (or waits) and counts: at most n_trials rounds
+            now = tally(self._ot_study.get_trials(deepcopy=False))
+            if not now.waiting and now.counted >= self._n_trials:
+                if now.running > len(self._live()):  # others' trials may still be requeued
+                    if not self._live():
+                        time.sleep(WAIT_SECONDS)
+                    return None
+                return Searcher.FINISHED
+            config = super().suggest(trial_id)
+            ot_trial = self._ot_trials[trial_id]
+            trials = self._ot_study.get_trials(deepcopy=False)
+            if tally(trials, below=ot_trial.number).counted >= self._n_trials:
+                ot_trial.set_user_attr(SURPLUS, True)
+                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+                del self._ot_trials[trial_id]
                 return None
-            return Searcher.FINISHED
-        config = super().suggest(trial_id)
-        ot_trial = self._ot_trials[trial_id]
-        if tally(self._ot_study.get_trials(deepcopy=False), below=ot_trial.number).counted \
-                >= self._n_trials:
-            ot_trial.set_user_attr(SURPLUS, True)
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-            del self._ot_trials[trial_id]
-            return None
-        self._heartbeat.add(ot_trial._trial_id)
-        return config
+            self._heartbeat.add(ot_trial._trial_id)
+            source = duplicate_source(self._search, trials, ot_trial)
+            if source is None:
+                return config
+            del self._ot_trials[trial_id]  # not for Ray: ask the sampler again
+            self._waiting[ot_trial._trial_id] = (ot_trial, source)
+            self._settle_duplicates()
+
+    def _settle_duplicates(self) -> None:
+        """Record each waiting duplicate whose source has ended: with the source's result if
+        COMPLETE or PRUNED; if it failed, fail and requeue the duplicate, to be trained."""
+        if not self._waiting:
+            return
+        latest = {trial_origin(t): t for t in self._ot_study.get_trials(deepcopy=False)}
+        for trial_id, (ot_trial, origin) in list(self._waiting.items()):
+            source = latest[origin]
+            if not source.state.is_finished():
+                continue
+            del self._waiting[trial_id]
+            if source.state == TrialState.FAIL:
+                self._requeue(ot_trial)
+            else:
+                self._heartbeat.discard(trial_id)
+                self._record_duplicate(ot_trial, source)
+
+    def _record_duplicate(self, ot_trial: optuna.Trial,
+                          source: optuna.trial.FrozenTrial) -> None:
+        """Tell ``ot_trial`` the result of ``source`` (same configuration), untrained."""
+        ot_trial.set_user_attr(DUPLICATE_OF, source.user_attrs.get(DUPLICATE_OF, source.number))
+        if "epochs" in source.user_attrs:
+            ot_trial.set_user_attr("epochs", source.user_attrs["epochs"])
+        self._report(ot_trial, source.intermediate_values)
+        if self._on_duplicate is not None:  # first: a retry of an untold trial continues its run
+            self._on_duplicate(ot_trial, source, complete_params(self._search, ot_trial.params))
+        if source.state == TrialState.COMPLETE:
+            self._ot_study.tell(ot_trial, source.value)
+        else:
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Record the epoch's objective as an intermediate value, step = epoch (Ray's own
+        OptunaSearch uses its iteration count, and never reports a trial's last result)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and trial_id not in self._completed_trials \
+                and FAILED not in result:
+            self._report(ot_trial, {int(result["epoch"]): result[self.metric]})
+
+    def _report(self, ot_trial: optuna.Trial, values: dict[int, float]) -> None:
+        """Report the finite ``values`` (by epoch) that ``ot_trial`` does not hold yet (none
+        once it has ended: another driver may have failed it as stale)."""
+        held = self._storage.get_trial(ot_trial._trial_id)
+        for step, value in sorted(values.items()):
+            if step not in held.intermediate_values and math.isfinite(value) \
+                    and not held.state.is_finished():
+                ot_trial.report(value, step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -177,6 +243,14 @@ class StudySearcher(OptunaSearch):
         state, value, attrs = self._outcome(result, error, folder)
         for key, attr in attrs.items():
             ot_trial.set_user_attr(key, attr)
+        if state != TrialState.FAIL:  # every epoch, also those of a dead driver's attempt
+            metric = self._search.objective.metric
+            last = int(result.get("epoch", 0)) if result else 0
+            values = {e: v for e, v in epoch_objectives(epoch_history(folder), metric).items()
+                      if e <= last}
+            if result and self.metric in result:
+                values[last] = result[self.metric]
+            self._report(ot_trial, values)
         # not OptunaSearch.on_trial_complete: it would log a lost connection and go on
         self._ot_study.tell(ot_trial, value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
@@ -191,21 +265,30 @@ class StudySearcher(OptunaSearch):
             return TrialState.FAIL, None, {FAIL_REASON: failure_reason(folder)}
         if objective is not None and not math.isfinite(objective):
             return TrialState.FAIL, None, {FAIL_REASON: f"{self.metric} is {objective}"}
-        epochs = {"epochs": int(result.get("epoch", 0))} if result else {}
-        state = TrialState.PRUNED if objective is None else TrialState.COMPLETE
-        return state, objective, epochs
+        epochs = int(result.get("epoch", 0)) if result else 0
+        if objective is None or epochs < self._epochs:  # the scheduler stopped it early
+            return TrialState.PRUNED, None, {"epochs": epochs} if result else {}
+        return TrialState.COMPLETE, objective, {"epochs": epochs}
 
     def release(self) -> None:
-        """Requeue this driver's unfinished trials (the driver is stopping)."""
+        """Requeue this driver's unfinished trials, waiting duplicates too (the driver is
+        stopping)."""
         for trial_id in self._live():
-            ot_trial = self._ot_trials[trial_id]
-            self._heartbeat.discard(ot_trial._trial_id)
-            try:
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-                continue
-            requeue(self._ot_study, self._ot_study._storage.get_trial(ot_trial._trial_id))
-            self._completed_trials.add(trial_id)
+            if self._requeue(self._ot_trials[trial_id]):
+                self._completed_trials.add(trial_id)
+        for ot_trial, _ in self._waiting.values():
+            self._requeue(ot_trial)
+        self._waiting.clear()
+
+    def _requeue(self, ot_trial: optuna.Trial) -> bool:
+        """Fail ``ot_trial`` and enqueue its configuration again; False if it had ended."""
+        self._heartbeat.discard(ot_trial._trial_id)
+        try:
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            return False
+        requeue(self._ot_study, self._ot_study._storage.get_trial(ot_trial._trial_id))
+        return True
 
     def _live(self) -> list[str]:
         return [t for t in self._ot_trials if t not in self._completed_trials]
@@ -268,6 +351,23 @@ class TrackingCallback(tune.Callback):
             pruned = int(last.get("epoch", 0)) < self.epochs
             self._finish(trial, "PRUNED" if pruned else "FINISHED")
 
+    def record_duplicate(self, trial: optuna.Trial, source: optuna.trial.FrozenTrial,
+                         params: dict[str, Any]) -> None:
+        """A small child run for a trial that copies ``source``'s result: its params, tags
+        (``duplicate_of``), ``source``'s best_* summary; no curves, no artifacts."""
+        status, copied = run_status(source, self.epochs) or "FINISHED", trial.user_attrs[
+            DUPLICATE_OF]
+        run_id = self.tracker.trial_run(self.parent_id, trial_origin(trial), trial.number, None,
+                                        logged_params(params))
+        self.tracker.client.set_tag(run_id, DUPLICATE_OF, str(copied))
+        summary = best_summary(trial_dir(self.workdir, trial_origin(source)), self.metric)
+        self.tracker.finish_trial(run_id, status, summary, None)
+        self.finished += 1
+        if self.progress:
+            print(f"[{self.finished}/{self.n_trials}] trial {trial.number} {describe(params)}: "
+                  f"{status} as trial {copied} (same configuration, not trained) "
+                  f"{OBJECTIVE} {source.value:.4f}", flush=True)
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error_file = getattr(trial, "error_file", None)
         reason = Path(error_file).read_text()[-3000:] if error_file and os.path.exists(
@@ -294,7 +394,7 @@ class TrackingCallback(tune.Callback):
             return
         objective = (trial.last_result or {}).get(OBJECTIVE, math.nan)
         sign = 1.0 if METRIC_DIRECTIONS[self.metric] == "maximize" else -1.0
-        if status != "FAILED" and not math.isnan(objective) and (
+        if status == "FINISHED" and not math.isnan(objective) and (  # COMPLETE trials only
                 self.best is None or sign * objective > sign * self.best[0]):
             self.best = (objective, trial.config["trial_number"])
         detail = reason.strip().splitlines()[-1][:120] if reason else f"{OBJECTIVE} {objective:.4f}"
@@ -325,7 +425,8 @@ def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
 
 
 def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
-    """The MLflow status of a finished trial (None while it is not finished)."""
+    """The MLflow status of a finished trial (None while it is not finished); a COMPLETE
+    trial of fewer epochs is PRUNED too (how studies recorded them before PRUNED was told)."""
     if trial.state == TrialState.COMPLETE:
         return "PRUNED" if trial.user_attrs.get("epochs", epochs) < epochs else "FINISHED"
     if trial.state == TrialState.PRUNED:
@@ -445,15 +546,15 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
     workdir = spec.workdir
     lost = DeferredLoss()
+    callback = TrackingCallback(tracker, parent_id, workdir, spec.search.objective.metric,
+                                spec.base.training.epochs,
+                                int(spec.search.n_trials or 0), out is not None, lost)
     searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir,
-                             lost=lost)
+                             lost=lost, on_duplicate=callback.record_duplicate)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
-    callback = TrackingCallback(tracker, parent_id, workdir, spec.search.objective.metric,
-                                spec.base.training.epochs,
-                                int(spec.search.n_trials or 0), out is not None, lost)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler(spec),

@@ -15,6 +15,17 @@ drivers safe:
   ``n_trials`` count; one that another driver made surplus (more than ``n_trials`` counted
   trials with lower numbers) is marked FAIL/surplus and never run. So the study ends with
   exactly ``n_trials`` finished trials and unique trial numbers, however often drivers die.
+- Optuna's conventions, so its own tools (optuna-dashboard, plots, samplers) read the study
+  right: a trial the scheduler stopped early is PRUNED (its value is its last intermediate
+  value; only COMPLETE trials are ranked); every epoch's objective is an intermediate value
+  with step = epoch (1, 2, ...); the study's metric name is the objective metric.
+- No configuration is trained twice: a trial whose configuration (`complete_params`: fixed
+  values filled in, exact floats) equals an earlier COMPLETE or PRUNED trial's is recorded
+  with that trial's state, value and intermediate values, ``duplicate_of`` = its number, and
+  never reaches Ray; one equal to a RUNNING trial's waits (RUNNING, counted) until that one
+  ends, and is trained after all if that one fails. Duplicates count towards ``n_trials``
+  like any finished trial (as Optuna's FAQ returns the earlier value), so a space with fewer
+  distinct points than ``n_trials`` (ce has no parameters) still ends.
 """
 
 from __future__ import annotations
@@ -37,11 +48,12 @@ from optuna.trial import TrialState
 
 from musicdet.configtools import ConfigError
 
-from .space import grid_points
-from .spec import StudySpec, hide_password
+from .space import complete_params, grid_points
+from .spec import SearchSpec, StudySpec, hide_password
 from .tracking import retry_schema_race
 
 RETRY_OF, FAIL_REASON, SURPLUS = "retry_of", "fail_reason", "surplus"
+DUPLICATE_OF = "duplicate_of"  # the number of the trained trial whose result a trial copies
 SPEC_ATTR = "musicdet_spec"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LOG = optuna.logging.get_logger("musicdet")
@@ -171,7 +183,9 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, resume: bo
         if stored is not None and stored != fingerprint:
             raise ConfigError("name", f"study {spec.name!r} exists with a different base config "
                               "or search space; keep its spec or choose a new name") from None
+        _name_metric(study, spec)
         return study
+    _name_metric(study, spec)
     if spec.search.grid is not None:
         for point in grid_points(spec.search):
             study.enqueue_trial(point)
@@ -179,6 +193,34 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, resume: bo
         study.set_user_attr(key, value)
     study.set_user_attr(SPEC_ATTR, fingerprint)
     return study
+
+
+def _name_metric(study: optuna.Study, spec: StudySpec) -> None:
+    """Name the study's objective (optuna-dashboard and plots show it); written once."""
+    names = [spec.search.objective.metric]
+    if study.metric_names != names:
+        with warnings.catch_warnings():  # marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+
+
+def duplicate_source(search: SearchSpec, trials: list[optuna.trial.FrozenTrial],
+                     trial: optuna.Trial) -> int | None:
+    """Origin of the first earlier trial that trained, or is training, ``trial``'s
+    configuration (COMPLETE, PRUNED or RUNNING, not itself a copy, not a retry of the same
+    trial); None when the configuration is new or only ever failed."""
+    config = complete_params(search, trial.params)
+    origin = trial_origin(trial)
+    for other in trials:
+        if other.number < trial.number and other.state in _TRAINED \
+                and DUPLICATE_OF not in other.user_attrs and trial_origin(other) != origin \
+                and other.params.keys() == trial.params.keys() \
+                and complete_params(search, other.params) == config:
+            return trial_origin(other)
+    return None
+
+
+_TRAINED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 def _wait_for_attr(study: optuna.Study, key: str, seconds: float = 30.0) -> Any:
@@ -257,10 +299,11 @@ class Heartbeat:
 
 
 def study_counts(study: optuna.Study) -> Counter[str]:
-    """Trials by state name (FAIL split into failed / requeued / surplus)."""
+    """Trials by state name (FAIL split into failed / requeued / surplus; DUPLICATE: the
+    COMPLETE or PRUNED trials that copied an earlier trial's result)."""
     counts: Counter[str] = Counter()
     for trial in study.get_trials(deepcopy=False):
-        name = trial.state.name
+        name = "DUPLICATE" if DUPLICATE_OF in trial.user_attrs else trial.state.name
         if trial.state == TrialState.FAIL:
             name = ("FAIL" if FAIL_REASON in trial.user_attrs else
                     "SURPLUS" if SURPLUS in trial.user_attrs else "REQUEUED")

@@ -50,6 +50,7 @@ SHARED_VIEW_TAG, TRIALS_VIEW = "mlflow.sharedViewState.", "musicdet-trials"
 UI_CURVES = ("val_auc", "val_eer", "val_loss", "train_loss")
 TERMINAL = {"FINISHED": RunStatus.FINISHED, "PRUNED": RunStatus.FINISHED,
             "FAILED": RunStatus.FAILED, "KILLED": RunStatus.KILLED}
+OPTUNA_STATE = {"FINISHED": "COMPLETE", "PRUNED": "PRUNED", "FAILED": "FAIL"}  # tag optuna_state
 
 
 @dataclass
@@ -163,16 +164,18 @@ class StudyTracker:
         self.client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
-    def trial_run(self, parent_id: str, origin: int, number: int, ray_id: str,
+    def trial_run(self, parent_id: str, origin: int, number: int, ray_id: str | None,
                   params: dict[str, Any]) -> str:
-        """The child run of trial ``origin`` (continued if a dead driver left it)."""
+        """The child run of trial ``origin`` (continued if a dead driver left it); ``ray_id``
+        None: a duplicate, which Ray never runs."""
         found = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{ORIGIN}` = '{origin}' and tags.`{ROLE}` = 'trial'",
             max_results=1,
         )
-        tags = {TRIAL: str(number), "ray_trial_id": ray_id, "optuna_trial_number": str(number),
-                "status": "RUNNING", "loss_type": str(params["loss"])}
+        tags = {TRIAL: str(number), "optuna_trial_number": str(number),
+                "status": "RUNNING", "loss_type": str(params["loss"]),
+                **({"ray_trial_id": ray_id} if ray_id else {})}
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
@@ -207,10 +210,13 @@ class StudyTracker:
     def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
                      trial_dir: Path | None, reason: str | None = None,
                      node_id: str | None = None) -> None:
-        """best_* summaries, artifacts from ``trial_dir``, status tag, end the run."""
+        """best_* summaries, artifacts from ``trial_dir``, status and optuna_state tags, end
+        the run."""
         if summary:
             self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
         tags = [RunTag("status", status)]
+        if status in OPTUNA_STATE:
+            tags.append(RunTag("optuna_state", OPTUNA_STATE[status]))
         if reason:
             tags.append(RunTag("fail_reason", reason[:5000]))
         if node_id:

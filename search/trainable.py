@@ -123,6 +123,13 @@ def objective(history: list[dict[str, float]], metric: str) -> float:
     return best[metric] if best is not None else math.nan
 
 
+def epoch_objectives(history: list[dict[str, float]], metric: str) -> dict[int, float]:
+    """The objective the trial reported after each epoch of ``history``, by epoch (1, 2, ...);
+    epochs before ``metric`` had a finite value are left out."""
+    values = {int(e["epoch"]): objective(history[:i + 1], metric) for i, e in enumerate(history)}
+    return {epoch: value for epoch, value in values.items() if math.isfinite(value)}
+
+
 def epoch_history(out: Path) -> list[dict[str, float]]:
     """Per-epoch metrics the trial folder holds (train writes history.json every epoch)."""
     path = out / "history.json"

@@ -56,7 +56,8 @@ def test_export_writes_the_best_trial_or_trial_n(study_file: Path, tmp_path: Pat
 
 @pytest.mark.parametrize(("trial", "message"), [
     ("9", "study 'tiny' has no trial 9 (it has 5, numbered from 0)"),
-    ("2", "trial 2 of study 'tiny' is PRUNED; expected a COMPLETE trial"),
+    ("2", "trial 2 of study 'tiny' is PRUNED (the pruner stopped it early: its config would "
+          "not reproduce its value); expected a COMPLETE trial"),
     ("4", "trial 4 of study 'tiny' is FAIL; expected a COMPLETE trial"),
 ])
 def test_export_of_a_trial_that_is_not_complete_is_one_line(

@@ -84,4 +84,5 @@ def test_nan_loss_raising_trial_and_killed_worker_leave_the_study_whole(
     assert worker_info(trial_dir(spec.workdir, 2))["pid"] != killed[0]  # a new worker resumed
     history = client.get_metric_history(runs["aauc"].info.run_id, "val_auc")
     assert sorted({m.step for m in history}) == [1, 2, 3]
+    assert list(retried.intermediate_values) == [1, 2, 3]  # step = epoch, across the restart
     assert retried.user_attrs["ray_node_id"] == runs["aauc"].data.tags["ray_node_id"]
