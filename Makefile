@@ -37,8 +37,8 @@ demo: setup
 
 # The default detector shipped in the package (musicdet/models/default.pt, <= 5 MB): the
 # default corpus (HOURS of synthetic broadcast audio, seed SEED), then the run config CONFIG
-# (studies/default-model.yaml: default front end, ce loss; or one musicdet-search export
-# wrote) for EPOCHS epochs, with loss type LOSS if given. Everything is seeded (SEED): a
+# (studies/default-model.yaml: default front end, ce loss, augmentation; or a musicdet-search
+# export) for EPOCHS epochs, with loss type LOSS if given. Everything is seeded (SEED): a
 # rerun on DEVICE=cpu gives the same weights. REAL=DIR (labelled audio in REAL_FORMAT) also
 # records an evaluation on it in the model file as REAL_NAME (musicdet info lists it).
 # Work files go to MODEL_WORK; a stopped training resumes there. E.g.
