@@ -1,4 +1,5 @@
-"""Helpers shared by the tests/test_guarantees_*.py suite: run the CLI as a user would."""
+"""Helpers shared by the tests/test_guarantees_*.py suite (run the CLI as a user would) and
+by the training tests (a run stopped after its first epoch, then resumed)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from musicdet.cli import main
+from musicdet.modelfile import load_model
+from musicdet.train import TrainResult, train
 
 # One torch/BLAS thread in subprocesses too, as tests/conftest.py sets in this one.
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -68,3 +72,29 @@ def write_tone(
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, np.repeat(tone[:, None], channels, axis=1), rate, **options)
     return path
+
+
+class Interrupt(Exception):
+    """Raised by `stop_after_first_epoch` to stop a training run."""
+
+
+def stop_after_first_epoch(report) -> None:
+    if report.epoch == 1:
+        raise Interrupt
+
+
+def assert_resumed_run_equals_uninterrupted(config, folder: Path, data
+                                            ) -> tuple[TrainResult, TrainResult]:
+    """Train ``config`` whole in folder/whole, and in folder/split stopped after epoch 1 then
+    resumed; assert equal histories (but for wall time) and equal weights; return both."""
+    whole = train(config, folder / "whole", data=data, progress=False)
+    with pytest.raises(Interrupt):
+        train(config, folder / "split", data=data, on_epoch=stop_after_first_epoch,
+              progress=False)
+    resumed = train(config, folder / "split", data=data, progress=False)
+    assert [r.metrics() | {"seconds": 0} for r in resumed.history] == [
+        r.metrics() | {"seconds": 0} for r in whole.history]
+    a = load_model(whole.model_path).model.state_dict()
+    b = load_model(resumed.model_path).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return whole, resumed

@@ -13,6 +13,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from guarantees import assert_resumed_run_equals_uninterrupted
 
 from musicdet.augment import NATS_PER_DB, AugmentConfig, Augmenter, mask, stretch
 from musicdet.config import RunConfig
@@ -294,27 +295,10 @@ def test_training_sees_todays_batches_when_off_and_augmented_ones_only_in_traini
     assert all(torch.equal(a, b) for a, b in zip(model_inputs["eval"], off["eval"], strict=True))
 
 
-class Interrupt(Exception):
-    pass
-
-
-def stop_after_first_epoch(report) -> None:
-    if report.epoch == 1:
-        raise Interrupt
-
-
 def test_augmented_training_resumed_from_its_checkpoint_equals_uninterrupted(tmp_path: Path):
     data, config = handmade_data(), tiny_config(**ALL_ON)
-    whole = train(config, tmp_path / "whole", data=data, progress=False)
-    with pytest.raises(Interrupt):
-        train(config, tmp_path / "split", data=data, on_epoch=stop_after_first_epoch,
-              progress=False)
-    resumed = train(config, tmp_path / "split", data=data, progress=False)
-    assert [r.metrics() | {"seconds": 0} for r in resumed.history] == [
-        r.metrics() | {"seconds": 0} for r in whole.history]
-    first, second = load_model(whole.model_path), load_model(resumed.model_path)
-    state = second.model.state_dict()
-    assert all(torch.equal(v, state[k]) for k, v in first.model.state_dict().items())
+    whole, _ = assert_resumed_run_equals_uninterrupted(config, tmp_path, data)
+    first = load_model(whole.model_path)
     assert first.config.augment == config.augment  # the model file records the options
     assert first.describe()["augment"] == (
         "stretch ×1/1.1..1.1, mix p=0.5 at -12..0 dB, gain ±6 dB, 2 time masks ≤ 10 frames, "

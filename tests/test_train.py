@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from guarantees import assert_resumed_run_equals_uninterrupted
 
 from musicdet.config import RunConfig, apply_overrides
 from musicdet.detect import Smoothing, median_smooth
@@ -101,28 +102,9 @@ def test_train_writes_a_self_contained_model(tmp_path: Path, cache: Path, data: 
     assert saved["labels"][: first.frames].tolist() == first.labels.tolist()
 
 
-class Interrupt(Exception):
-    pass
-
-
-def stop_after_first_epoch(report) -> None:
-    if report.epoch == 1:
-        raise Interrupt
-
-
 def test_resumed_training_equals_uninterrupted(tmp_path: Path, cache: Path, data: PreparedData):
     config = tiny_config(cache, type="aaucsum", gamma=0.75, lam=0.001)
-    whole = train(config, tmp_path / "whole", data=data, progress=False)
-    with pytest.raises(Interrupt):
-        train(config, tmp_path / "split", data=data, on_epoch=stop_after_first_epoch,
-              progress=False)
-    resumed = train(config, tmp_path / "split", data=data, progress=False)
-    assert [r.metrics() | {"seconds": 0} for r in resumed.history] == [
-        r.metrics() | {"seconds": 0} for r in whole.history
-    ]
-    a = load_model(whole.model_path).model.state_dict()
-    b = load_model(resumed.model_path).model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_resumed_run_equals_uninterrupted(config, tmp_path, data)
 
 
 def folder_state(folder: Path) -> dict[str, tuple[bytes, int]]:
