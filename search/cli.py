@@ -83,7 +83,7 @@ def cmd_best(args: argparse.Namespace) -> int:
     path = pareto_figure(study, pareto_front(study), spec.workdir / "summary" / PARETO_PNG)
     if path is not None:
         print(f"plot: {path}")
-    print("export one: musicdet-search export SPEC --trial N --out FILE")
+    print(f"export one: musicdet-search export {args.spec} --trial N --out FILE")
     return 0
 
 

@@ -74,9 +74,10 @@ def pareto_table(spec: StudySpec, study: optuna.Study) -> str:
     """`format_table` of the Pareto front, under a line naming the objectives' directions."""
     objectives = spec.search.objectives
     sense = ", ".join(f"{o.metric} {o.direction}d" for o in objectives)
-    return (f"Pareto front of study {spec.name!r} ({sense}): the COMPLETE trials no other "
-            "beats in every objective\n"
-            + format_table(pareto_rows(spec, study), [o.metric for o in objectives]))
+    rows = pareto_rows(spec, study)
+    return (f"Pareto front of study {spec.name!r} ({sense}): {len(rows)} COMPLETE trials "
+            "not dominated by any other\n"
+            + format_table(rows, [o.metric for o in objectives]))
 
 
 def _rows(spec: StudySpec, trials: list[optuna.trial.FrozenTrial]) -> list[TrialRow]:

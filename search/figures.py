@@ -22,6 +22,7 @@ from musicdet.fsutil import atomic_path
 
 PARETO_FIGURE = "pareto_front"
 PARETO_PNG = f"{PARETO_FIGURE}.png"
+LEGEND = {"Trial": "dominated trials", "Best Trial": "Pareto front"}  # Optuna's labels, ours
 
 
 def study_figures(study: optuna.Study, folder: Path,
@@ -68,6 +69,8 @@ def pareto_axes(study: optuna.Study, front: Sequence[FrozenTrial]) -> Any:
     for trial in front:
         axes.annotate(str(trial.number), trial.values, textcoords="offset points",
                       xytext=(4, 4), fontsize="small")
+    handles, labels = axes.get_legend_handles_labels()
+    axes.legend(handles, [LEGEND.get(label, label) for label in labels], fontsize="small")
     axes.set_title(f"Pareto front of {study.study_name} (labels: trial numbers)")
     return axes
 
