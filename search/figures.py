@@ -2,8 +2,8 @@
 optimisation history, parameter importances (PED-ANOVA) and parallel coordinates, and for a
 study of two objectives its Pareto front.
 
-A multi-objective study's history and parallel coordinates show its first objective (the one
-that picks each trial's kept epoch); importances are drawn for every objective.
+A multi-objective study's history, parallel coordinates and importances show its first
+objective (the one that picks each trial's kept epoch).
 """
 
 from __future__ import annotations
@@ -35,14 +35,18 @@ def study_figures(study: optuna.Study, folder: Path,
 
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     first: dict[str, Any] = {}
+    lowest: dict[str, Any] = {}  # PED-ANOVA ranks a target's low values as the good ones
     if len(study.directions) > 1:
-        first = {"target": lambda t: t.values[0], "target_name": _axis_name(study, 0)}
+        name = study.metric_names[0] if study.metric_names else "objective 0"
+        first = {"target": lambda t: t.values[0], "target_name": name}
+        sign = -1.0 if study.directions[0] == StudyDirection.MAXIMIZE else 1.0
+        lowest = {"target": lambda t: sign * t.values[0], "target_name": name}
     figures: dict[str, Callable[[], Any]] = {
         "optimisation_history": lambda: plots.plot_optimization_history(study, **first),
         "parallel_coordinates": lambda: plots.plot_parallel_coordinate(study, **first)}
     if len(complete) >= 2 and any(t.params for t in complete):
         figures["param_importances"] = lambda: plots.plot_param_importances(
-            study, evaluator=PedAnovaImportanceEvaluator())
+            study, evaluator=PedAnovaImportanceEvaluator(), **lowest)
     if len(study.directions) == 2:
         figures[PARETO_FIGURE] = lambda: pareto_axes(study, front)
     return [path for name, draw in figures.items()
@@ -87,6 +91,7 @@ def _save(draw: Callable[[], Any], path: Path) -> Path | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", ".*importances of params to achieve low")
             axes = draw()
     except (ValueError, RuntimeError, ZeroDivisionError) as error:
         optuna.logging.get_logger("musicdet").warning("figure %s skipped: %s", path.stem, error)

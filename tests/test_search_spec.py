@@ -17,7 +17,7 @@ from search.space import INACTIVE, complete_params, grid_points, logged_params, 
 from search.spec import LOSS_PARAMS, load_spec, parse_spec
 from search.tracking import MlflowSettings, load_settings
 
-STUDIES = ["smoke", "paper-table1", "paper-table2", "paper-table3", "joint"]
+STUDIES = ["smoke", "paper-table1", "paper-table2", "paper-table3", "joint", "pareto"]
 
 
 @pytest.mark.parametrize("name", STUDIES)
