@@ -427,7 +427,6 @@ class TrackingCallback(tune.Callback):
         print(f"[{self.finished}/{self.n_trials}] trial {trial.config['trial_number']} "
               f"{describe(trial.config)}: {status} {detail}  {best}", flush=True)
 
-
     def _objectives_text(self, values: Sequence[float]) -> str:
         """``objective 0.8123``, or each objective's metric and value if several."""
         if len(self.metrics) == 1:
