@@ -13,6 +13,7 @@ point of its Pareto front (any COMPLETE trial is accepted).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,8 +103,11 @@ def format_table(rows: list[TrialRow], metrics: Sequence[str]) -> str:
 
 
 def _number(value: float) -> str:
-    """An objective value for a table: 4 decimals below 10 (AUCs, rates), else 1 (seconds)."""
-    return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    """An objective value for a table: 4 significant digits in fixed point (0.8123, 0.008404,
+    49.40, 12345), so a partial AUC (at most 0.1) keeps its resolution."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:.4f}"
+    return f"{value:.{max(0, 3 - math.floor(math.log10(abs(value))))}f}"
 
 
 def chosen_trial(spec: StudySpec, study: optuna.Study,

@@ -131,7 +131,7 @@ def test_best_prints_the_pareto_front_and_its_plot_and_status_names_it(
                                "val_pauc_low_fpr maximized)")
     assert lines[1].split()[:3] == ["trial", "val_auc", "val_pauc_low_fpr"]
     assert [line.split()[:3] for line in lines[2:4]] == [
-        ["1", "0.9000", "0.0100"], ["4", "0.8500", "0.0500"]]  # best AUC first
+        ["1", "0.9000", "0.01000"], ["4", "0.8500", "0.05000"]]  # best AUC first
     plot = tmp_path / "runs" / "tiny" / "summary" / "pareto_front.png"
     assert lines[4] == f"plot: {plot}" and plot.stat().st_size > 10_000
     assert search_main(["status", str(study_file)]) == 0
