@@ -31,8 +31,11 @@ from .synth.config import SynthConfig
 
 DATA_FORMATS = ("synth", "generic", "openbmat", "seyerlehner")
 SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32 (numpy and torch both take them)
+LOW_FPR = (0.0, 0.1)
+"""The FPR band of ``val_pauc_low_fpr``: the detector's region of few false alarms."""
 METRIC_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
     "val_auc": "maximize",
+    "val_pauc_low_fpr": "maximize",
     "val_eer": "minimize",
     "val_recall": "maximize",
     "val_f1": "maximize",
@@ -40,7 +43,9 @@ METRIC_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
     "train_loss": "minimize",
 }
 """Per-epoch metrics that can select the best epoch (and be a study's objective), each with
-the one direction in which it improves."""
+the one direction in which it improves. ``val_pauc_low_fpr`` is the raw partial AUC of the
+validation frames for FPR in `LOW_FPR` = [0, 0.1] (unscaled, so at most 0.1; see
+`musicdet.metrics.partial_auc`)."""
 
 
 @dataclass

@@ -130,8 +130,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        if len(options) == 1:  # Optional[X]: X's own error, with its own (deeper) key
-            return _coerce(options[0], value, key)
+        shaped = [a for a in options if _has_shape(a, value)]
+        if len(shaped) == 1:  # Optional[X], or X | list[X]: the option of the value's shape
+            return _coerce(shaped[0], value, key)  # gives its own error, with its deeper key
         errors = []
         for option in options:
             try:
@@ -157,6 +158,17 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         value_type = args[1] if args else Any
         return {str(k): _coerce(value_type, v, f"{key}.{k}") for k, v in value.items()}
     return _coerce_scalar(hint, value, key)
+
+
+def _has_shape(hint: Any, value: Any) -> bool:
+    """Whether ``value`` has the shape of ``hint``: a mapping for a dataclass or dict, a list
+    for a list or tuple, neither for anything else."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) or origin is dict:
+        return isinstance(value, Mapping)
+    if origin in (list, tuple):
+        return isinstance(value, list | tuple)
+    return not isinstance(value, Mapping | list | tuple)
 
 
 def _coerce_scalar(hint: Any, value: Any, key: str) -> Any:

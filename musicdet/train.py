@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from .augment import Augmenter
-from .config import METRIC_DIRECTIONS, RunConfig, TrainingConfig
+from .config import LOW_FPR, METRIC_DIRECTIONS, RunConfig, TrainingConfig
 from .detect import Smoothing, median_smooth, seconds_to_frames
 from .devices import choose_device
 from .examples import corpus_manifest, load_examples
@@ -79,6 +79,7 @@ class EpochReport:
     train_loss: float
     val_loss: float
     val_auc: float
+    val_pauc_low_fpr: float  # raw partial AUC for FPR in LOW_FPR = [0, 0.1], at most 0.1
     val_eer: float
     val_recall: float
     val_f1: float
@@ -126,6 +127,7 @@ class Validation:
 
     loss: float
     metrics: dict[str, Any]  # `musicdet.metrics.evaluate` of the raw frame probabilities
+    # (pauc: over LOW_FPR)
     probabilities: list[np.ndarray]  # per validation file, (T,)
     labels: np.ndarray  # all files concatenated
     mask: np.ndarray
@@ -206,6 +208,7 @@ def train(
             train_loss=train_loss,
             val_loss=val.loss,
             val_auc=val.metrics["auc"],
+            val_pauc_low_fpr=val.metrics["pauc"],
             val_eer=val.metrics["eer"],
             val_recall=val.metrics["recall"] or 0.0,  # None: the precision was never reached
             val_f1=val.metrics["f1"] or 0.0,
@@ -355,7 +358,8 @@ def _validate(
     probabilities = [sigmoid(frame_logits(model, e.features, window, device)) for e in val_set]
     labels = np.concatenate([e.labels for e in val_set])
     mask = np.concatenate([e.mask for e in val_set])
-    metrics = evaluate(labels, np.concatenate(probabilities), mask, TARGET_PRECISION)
+    metrics = evaluate(labels, np.concatenate(probabilities), mask, TARGET_PRECISION,
+                       fpr_range=LOW_FPR)
     loss = float(np.average(losses, weights=frames)) if losses else math.nan
     return Validation(loss, metrics, probabilities, labels, mask)
 

@@ -23,10 +23,11 @@ from musicdet import __version__
 from musicdet.configtools import ConfigError
 from musicdet.errors import EPILOG, CommandError, ExitStatus, report
 
-from .export import export_best, format_table, load_study, top_trials
+from .export import export_best, format_table, load_study, pareto_table, top_trials
+from .figures import PARETO_PNG, pareto_figure
 from .runner import run_study
 from .spec import StudySpec, check_database_url, load_spec
-from .study import DUPLICATE_OF, lost_database, study_counts, tally
+from .study import DUPLICATE_OF, lost_database, pareto_front, study_counts, tally
 from .tracking import MlflowSettings, StudyTracker, study_settings
 
 PROG = "musicdet-search"
@@ -39,6 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_study(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
     best = f"best value {result.best_value:.4f} (trial {result.best_trial})" \
         if result.best_value is not None else "no completed trial"
+    if result.front:
+        best = f"Pareto front: trials {', '.join(map(str, result.front))} (musicdet-search best)"
     print(f"study {result.name}: {result.finished}/{result.n_trials} trials finished in "
           f"{result.seconds:.0f} s; {best}")
     return ExitStatus.OK if result.finished >= result.n_trials else ExitStatus.UNFINISHED
@@ -51,9 +54,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     trials = study.get_trials(deepcopy=False)
     counts = study_counts(study)
     print(f"study {spec.name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    rows = top_trials(spec, study, 1)
-    if rows:
-        print(f"best: trial {rows[0].number} {spec.search.objective.metric} "
+    if spec.search.multi_objective:
+        front = [t.number for t in pareto_front(study)]
+        if front:
+            print(f"Pareto front: {len(front)} trials ({', '.join(map(str, front))}); "
+                  "musicdet-search best lists them")
+    elif rows := top_trials(spec, study, 1):
+        print(f"best: trial {rows[0].number} {spec.search.primary.metric} "
               f"{rows[0].value:.4f} {rows[0].loss}")
     done = [t.duration.total_seconds() for t in trials if t.duration and t.datetime_complete
             and DUPLICATE_OF not in t.user_attrs]  # a duplicate takes no training time
@@ -66,10 +73,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    """Table of the top trials."""
+    """Table of the top trials; a multi-objective study: its Pareto front and its plot."""
     spec = _spec(args)
-    print(format_table(top_trials(spec, load_study(spec), args.top),
-                       spec.search.objective.metric))
+    study = load_study(spec)
+    if not spec.search.multi_objective:
+        print(format_table(top_trials(spec, study, args.top), [spec.search.primary.metric]))
+        return 0
+    print(pareto_table(spec, study))
+    path = pareto_figure(study, pareto_front(study), spec.workdir / "summary" / PARETO_PNG)
+    if path is not None:
+        print(f"plot: {path}")
+    print(f"export one: musicdet-search export {args.spec} --trial N --out FILE")
     return 0
 
 
@@ -90,7 +104,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the MLflow UI for the study's backend on 127.0.0.1; print the study's URL."""
     spec = _spec(args)
     tracker = StudyTracker(study_settings(spec), spec.name, create=False)
-    objective = spec.search.objective
+    objective = spec.search.primary
     tracker.publish_trials_view(objective.metric, objective.direction == "maximize")
     port = args.port or _free_port()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -201,7 +215,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     _tracking_arg(p)
     p.add_argument("--out", required=True, help="YAML file to write")
     p.add_argument("--trial", type=int, metavar="N",
-                   help="export trial number N (COMPLETE; not PRUNED) instead of the best")
+                   help="export trial number N (COMPLETE; not PRUNED) instead of the best; "
+                        "needed for a multi-objective study (e.g. a point of its Pareto front)")
     p.add_argument("--register", action="store_true",
                    help="register the exported trial's model in MLflow with alias champion")
 
@@ -209,7 +224,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 def _best_args(p: argparse.ArgumentParser) -> None:
     _storage_arg(p)
     p.add_argument("--top", type=int, default=10, metavar="N",
-                   help="how many of the best COMPLETE trials to list (10)")
+                   help="how many of the best COMPLETE trials to list (10); a multi-objective "
+                        "study lists its whole Pareto front")
 
 
 def _ui_args(p: argparse.ArgumentParser) -> None:

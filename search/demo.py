@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     number, _ = export_best(spec, best_yaml)
     print(f"best trial {number} (value {result.best_value:.4f}) exported to {best_yaml}")
     final = train(load_run_config(best_yaml), spec.workdir / "final", progress=True)
-    metric = spec.search.objective.metric
+    metric = spec.search.primary.metric
     print(f"\nfinal model: {final.model_path} ({metric} {final.best.metrics()[metric]:.4f})")
     print(f"detect music: musicdet detect {final.model_path} AUDIO --out DIR")
     print(f"browse the study: musicdet-search ui {spec_path}")

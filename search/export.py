@@ -1,5 +1,5 @@
-"""Selection and export: the top trials of a study, and the best (or a chosen) one as a run
-config.
+"""Selection and export: the top trials of a study (the Pareto front of a multi-objective
+one), and the best (or a chosen) one as a run config.
 
 The exported YAML is what `musicdet train --config` reads: the study's base config with the
 trial's loss. Trained again with it, the model reproduces the trial's validation AUC (same
@@ -7,10 +7,14 @@ data, seed and epochs). Only COMPLETE trials are ranked and exported: a PRUNED o
 early by the pruner) ran fewer epochs than its config would, so its value would not be
 reproduced, and the pruner judged it not worth finishing; ``--trial N`` of one is refused,
 naming its epochs. A duplicate (``duplicate_of``) is listed and exported as the trial it copies.
+A multi-objective study has no single best trial: ``export`` needs ``--trial N``, typically a
+point of its Pareto front (any COMPLETE trial is accepted).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +26,26 @@ from musicdet.errors import CommandError, ExitStatus, UnfinishedError
 
 from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
-from .study import DUPLICATE_OF, open_storage, trial_origin
+from .study import DUPLICATE_OF, open_storage, pareto_front, trial_origin
 from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
+
+PARETO_TABLE = "pareto_front.txt"  # the table's file on the parent run and under summary/
 
 
 @dataclass
 class TrialRow:
-    """One line of `best`'s table."""
+    """One line of `best`'s table: a trial's objective values in the spec's order."""
 
     number: int
-    value: float
+    values: list[float]
     loss: str
     epochs: int
     seconds: float
+
+    @property
+    def value(self) -> float:
+        """The first objective's value (a single-objective study's only one)."""
+        return self.values[0]
 
 
 def load_study(spec: StudySpec) -> optuna.Study:
@@ -52,30 +63,67 @@ def top_trials(spec: StudySpec, study: optuna.Study, count: int = 10) -> list[Tr
     trial they copy)."""
     complete = [t for t in study.get_trials(deepcopy=False)
                 if t.state == TrialState.COMPLETE and DUPLICATE_OF not in t.user_attrs]
-    reverse = spec.search.objective.direction == "maximize"
-    complete.sort(key=lambda t: t.value, reverse=reverse)  # type: ignore[arg-type, return-value]
-    return [TrialRow(t.number, float(t.value), describe(_params(spec, t)),  # type: ignore[arg-type]
+    return _rows(spec, complete)[:count]
+
+
+def pareto_rows(spec: StudySpec, study: optuna.Study) -> list[TrialRow]:
+    """The Pareto front (`pareto_front`), best first by the first objective."""
+    return _rows(spec, pareto_front(study))
+
+
+def pareto_table(spec: StudySpec, study: optuna.Study) -> str:
+    """`format_table` of the Pareto front, under a line naming the objectives' directions."""
+    objectives = spec.search.objectives
+    sense = ", ".join(f"{o.metric} {o.direction}d" for o in objectives)
+    rows = pareto_rows(spec, study)
+    return (f"Pareto front of study {spec.name!r} ({sense}): {len(rows)} COMPLETE trials "
+            "not dominated by any other\n"
+            + format_table(rows, [o.metric for o in objectives]))
+
+
+def _rows(spec: StudySpec, trials: list[optuna.trial.FrozenTrial]) -> list[TrialRow]:
+    """``trials`` as table rows, best first by the first objective (then by number)."""
+    sign = -1.0 if spec.search.primary.direction == "maximize" else 1.0
+    ranked = sorted(trials, key=lambda t: (sign * t.values[0], t.number))
+    return [TrialRow(t.number, [float(v) for v in t.values], describe(_params(spec, t)),
                      int(t.user_attrs.get("epochs", spec.base.training.epochs)),
                      t.duration.total_seconds() if t.duration else float("nan"))
-            for t in complete[:count]]
+            for t in ranked]
 
 
-def format_table(rows: list[TrialRow], metric: str) -> str:
-    """Plain-text table of ``rows``."""
-    lines = [f"{'trial':>5}  {metric:>8}  {'epochs':>6}  {'seconds':>8}  loss"]
-    lines += [f"{r.number:>5}  {r.value:>8.4f}  {r.epochs:>6}  {r.seconds:>8.1f}  {r.loss}"
-              for r in rows]
+def format_table(rows: list[TrialRow], metrics: Sequence[str]) -> str:
+    """Plain-text table of ``rows``: one column per objective ``metrics``."""
+    widths = [max(8, len(m)) for m in metrics]
+    head = "".join(f"  {m:>{w}}" for m, w in zip(metrics, widths, strict=True))
+    lines = [f"{'trial':>5}{head}  {'epochs':>6}  {'seconds':>8}  loss"]
+    lines += [f"{r.number:>5}" + "".join(f"  {_number(v):>{w}}" for v, w in zip(
+        r.values, widths, strict=True)) + f"  {r.epochs:>6}  {r.seconds:>8.1f}  {r.loss}"
+        for r in rows]
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """An objective value for a table: 4 significant digits in fixed point (0.8123, 0.008404,
+    49.40, 12345), so a partial AUC (at most 0.1) keeps its resolution."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:.4f}"
+    return f"{value:.{max(0, 3 - math.floor(math.log10(abs(value))))}f}"
 
 
 def chosen_trial(spec: StudySpec, study: optuna.Study,
                  number: int | None = None) -> optuna.trial.FrozenTrial:
     """Trial ``number`` of ``study``, which must be COMPLETE (a duplicate: the trial it
-    copies); the best trial if None."""
+    copies); the best trial if None (a multi-objective study has none: refused, naming its
+    Pareto front)."""
     trials = study.get_trials(deepcopy=False)
     if number is None:
         if not any(t.state == TrialState.COMPLETE for t in trials):
             raise UnfinishedError(f"study {spec.name!r} has no completed trial yet")
+        if spec.search.multi_objective:
+            front = ", ".join(str(t.number) for t in pareto_front(study))
+            raise CommandError(f"study {spec.name!r} has several objectives, so no single best "
+                               f"trial: choose one with --trial N (its Pareto front: trials "
+                               f"{front})", ExitStatus.BAD_INPUT)
         number = study.best_trial.number
     found = [t for t in trials if t.number == number]
     if not found:

@@ -12,9 +12,9 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,8 +31,9 @@ from ray.tune.search.optuna import OptunaSearch
 from musicdet.config import METRIC_DIRECTIONS
 from musicdet.train import prepare_data
 
+from .export import PARETO_TABLE, pareto_table
 from .space import complete_params, describe, logged_params, sample
-from .spec import SearchSpec, StudySpec, hide_password
+from .spec import TRAINING_SECONDS, SearchSpec, StudySpec, hide_password
 from .study import (
     DUPLICATE_OF,
     FAIL_REASON,
@@ -44,6 +45,7 @@ from .study import (
     lost_database,
     open_storage,
     open_study,
+    pareto_front,
     requeue,
     requeue_lost,
     tally,
@@ -58,6 +60,8 @@ from .trainable import (
     epoch_history,
     epoch_objectives,
     failure_reason,
+    objective_keys,
+    objective_values,
     run_trial,
     trial_dir,
     worker_info,
@@ -65,8 +69,8 @@ from .trainable import (
 )
 
 RAY_NODE, PARENT_ATTR = "ray_node_id", "mlflow_parent_run"
-EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_eer", "val_recall", "val_f1",
-                 "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
+EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_pauc_low_fpr", "val_eer", "val_recall",
+                 "val_f1", "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
 WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
 # Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -120,14 +124,24 @@ DuplicateHook = Callable[[optuna.Trial, optuna.trial.FrozenTrial, dict[str, Any]
 
 
 class StudySearcher(OptunaSearch):
-    """OptunaSearch that keeps the study's trial budget exact across drivers and restarts."""
+    """OptunaSearch that keeps the study's trial budget exact across drivers and restarts.
+
+    A multi-objective study tells Optuna one value per objective (`objective_keys` of the
+    results) and records no intermediate values (Optuna keeps none for such a study).
+    """
 
     def __init__(self, spec: StudySpec, storage: StudyStorage,
                  heartbeat: Heartbeat, offset: int, workdir: Path, lost: DeferredLoss,
                  on_duplicate: DuplicateHook | None = None) -> None:
-        super().__init__(space=partial(trial_space, spec.search), metric=OBJECTIVE,
-                         mode=spec.search.objective.mode, sampler=make_sampler(spec.search, offset),
-                         study_name=spec.name, storage=storage)
+        objectives = spec.search.objectives
+        self._keys = objective_keys([o.metric for o in objectives])
+        multi = spec.search.multi_objective
+        super().__init__(space=partial(trial_space, spec.search),
+                         metric=self._keys if multi else OBJECTIVE,
+                         mode=[o.mode for o in objectives] if multi else objectives[0].mode,
+                         sampler=make_sampler(spec.search, offset), study_name=spec.name,
+                         storage=storage)
+        self._multi = multi
         self._n_trials = int(spec.search.n_trials or 0)
         self._search, self._epochs = spec.search, spec.base.training.epochs
         self._heartbeat = heartbeat
@@ -201,7 +215,7 @@ class StudySearcher(OptunaSearch):
         if self._on_duplicate is not None:  # first: a retry of an untold trial continues its run
             self._on_duplicate(ot_trial, source, complete_params(self._search, ot_trial.params))
         if source.state == TrialState.COMPLETE:
-            self._ot_study.tell(ot_trial, source.value)
+            self._ot_study.tell(ot_trial, source.values)
         else:
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
 
@@ -211,11 +225,14 @@ class StudySearcher(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and trial_id not in self._completed_trials \
                 and FAILED not in result:
-            self._report(ot_trial, {int(result["epoch"]): result[self.metric]})
+            self._report(ot_trial, {int(result["epoch"]): result[OBJECTIVE]})
 
     def _report(self, ot_trial: optuna.Trial, values: dict[int, float]) -> None:
         """Report the finite ``values`` (by epoch) that ``ot_trial`` does not hold yet (none
-        once it has ended: another driver may have failed it as stale)."""
+        once it has ended: another driver may have failed it as stale; none at all in a
+        multi-objective study)."""
+        if self._multi:
+            return
         held = self._storage.get_trial(ot_trial._trial_id)
         for step, value in sorted(values.items()):
             if step not in held.intermediate_values and math.isfinite(value) \
@@ -244,31 +261,33 @@ class StudySearcher(OptunaSearch):
         for key, attr in attrs.items():
             ot_trial.set_user_attr(key, attr)
         if state != TrialState.FAIL:  # every epoch, also those of a dead driver's attempt
-            metric = self._search.objective.metric
+            metric = self._search.primary.metric
             last = int(result.get("epoch", 0)) if result else 0
             values = {e: v for e, v in epoch_objectives(epoch_history(folder), metric).items()
                       if e <= last}
-            if result and self.metric in result:
-                values[last] = result[self.metric]
+            if result and OBJECTIVE in result:
+                values[last] = result[OBJECTIVE]
             self._report(ot_trial, values)
         # not OptunaSearch.on_trial_complete: it would log a lost connection and go on
         self._ot_study.tell(ot_trial, value, state=state, skip_if_finished=True)
         self._completed_trials.add(trial_id)
 
-    def _outcome(self, result: dict | None, error: bool,
-                 folder: Path) -> tuple[TrialState, float | None, dict[str, Any]]:
-        """Optuna state, value and user attributes of a trial that Tune ended."""
-        objective = (result or {}).get(self.metric)
+    def _outcome(self, result: dict | None, error: bool, folder: Path
+                 ) -> tuple[TrialState, float | list[float] | None, dict[str, Any]]:
+        """Optuna state, value (one per objective if several) and user attributes of a trial
+        that Tune ended."""
+        values = [(result or {}).get(key) for key in self._keys]
         if result and FAILED in result:
             return TrialState.FAIL, None, {FAIL_REASON: result[FAILED]}
         if error:
             return TrialState.FAIL, None, {FAIL_REASON: failure_reason(folder)}
-        if objective is not None and not math.isfinite(objective):
-            return TrialState.FAIL, None, {FAIL_REASON: f"{self.metric} is {objective}"}
+        for key, value in zip(self._keys, values, strict=True):
+            if value is not None and not math.isfinite(value):
+                return TrialState.FAIL, None, {FAIL_REASON: f"{key} is {value}"}
         epochs = int(result.get("epoch", 0)) if result else 0
-        if objective is None or epochs < self._epochs:  # the scheduler stopped it early
+        if None in values or epochs < self._epochs:  # the scheduler stopped it early
             return TrialState.PRUNED, None, {"epochs": epochs} if result else {}
-        return TrialState.COMPLETE, objective, {"epochs": epochs}
+        return TrialState.COMPLETE, values if self._multi else values[0], {"epochs": epochs}
 
     def release(self) -> None:
         """Requeue this driver's unfinished trials, waiting duplicates too (the driver is
@@ -304,10 +323,12 @@ class TrackingCallback(tune.Callback):
     """Streams trial results (on the driver) to MLflow and prints one line per finished trial."""
 
     def __init__(self, tracker: StudyTracker, parent_id: str, workdir: Path, metric: str,
-                 epochs: int, n_trials: int, progress: bool, lost: DeferredLoss) -> None:
+                 epochs: int, n_trials: int, progress: bool, lost: DeferredLoss,
+                 metrics: Sequence[str] = ()) -> None:
         self.tracker, self.parent_id, self.workdir = tracker, parent_id, workdir
         self.lost = lost
         self.metric, self.epochs, self.n_trials = metric, epochs, n_trials
+        self.metrics = list(metrics) or [metric]  # all objectives, ``metric`` first
         self.progress = progress
         self.runs: dict[str, str] = {}
         self.finished = 0
@@ -366,7 +387,8 @@ class TrackingCallback(tune.Callback):
         if self.progress:
             print(f"[{self.finished}/{self.n_trials}] trial {trial.number} {describe(params)}: "
                   f"{status} as trial {copied} (same configuration, not trained) "
-                  f"{OBJECTIVE} {source.value:.4f}", flush=True)
+                  f"{self._objectives_text(source.values or [math.nan] * len(self.metrics))}",
+                  flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error_file = getattr(trial, "error_file", None)
@@ -392,15 +414,24 @@ class TrackingCallback(tune.Callback):
     def _print(self, trial: Any, status: str, reason: str | None) -> None:
         if not self.progress:  # the stream itself is not kept: Ray pickles callbacks
             return
-        objective = (trial.last_result or {}).get(OBJECTIVE, math.nan)
+        last = trial.last_result or {}
+        values = [last.get(key, math.nan) for key in objective_keys(self.metrics)]
+        objective = values[0]
         sign = 1.0 if METRIC_DIRECTIONS[self.metric] == "maximize" else -1.0
-        if status == "FINISHED" and not math.isnan(objective) and (  # COMPLETE trials only
-                self.best is None or sign * objective > sign * self.best[0]):
+        if status == "FINISHED" and not math.isnan(objective) and len(values) == 1 and (
+                self.best is None or sign * objective > sign * self.best[0]):  # COMPLETE only
             self.best = (objective, trial.config["trial_number"])
-        detail = reason.strip().splitlines()[-1][:120] if reason else f"{OBJECTIVE} {objective:.4f}"
+        detail = reason.strip().splitlines()[-1][:120] if reason else \
+            self._objectives_text(values)
         best = f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else ""
         print(f"[{self.finished}/{self.n_trials}] trial {trial.config['trial_number']} "
               f"{describe(trial.config)}: {status} {detail}  {best}", flush=True)
+
+    def _objectives_text(self, values: Sequence[float]) -> str:
+        """``objective 0.8123``, or each objective's metric and value if several."""
+        if len(self.metrics) == 1:
+            return f"{OBJECTIVE} {values[0]:.4f}"
+        return ", ".join(f"{m} {v:.4g}" for m, v in zip(self.metrics, values, strict=True))
 
 
 def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path, metric: str,
@@ -437,10 +468,14 @@ def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
 
 
 def best_summary(folder: Path, metric: str) -> dict[str, float]:
-    """Metrics of the trial's best epoch by ``metric`` (the one its model.pt holds), from its
-    history.json: MLflow logs them as best_*."""
-    best = best_epoch(epoch_history(folder), metric)
-    return {**_epoch_metrics(best), "epoch": best["epoch"]} if best else {}
+    """Metrics of the trial's best epoch by ``metric`` (the one its model.pt holds) and the
+    training seconds up to it, from its history.json: MLflow logs them as best_*."""
+    history = epoch_history(folder)
+    best = best_epoch(history, metric)
+    if best is None:
+        return {}
+    seconds = objective_values(history, [metric, TRAINING_SECONDS])[1]
+    return {**_epoch_metrics(best), "epoch": best["epoch"], TRAINING_SECONDS: seconds}
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -457,15 +492,16 @@ class StudyResult:
     name: str
     finished: int
     n_trials: int
-    best_value: float | None
+    best_value: float | None  # single-objective studies
     best_trial: int | None
     seconds: float
     experiment_id: str
+    front: list[int] = field(default_factory=list)  # the Pareto front's trials (several objectives)
 
 
 def scheduler(spec: StudySpec) -> TrialScheduler:
     """ASHA, median stopping or none, on the per-epoch objective."""
-    mode, pruner = spec.search.objective.mode, spec.pruner
+    mode, pruner = spec.search.primary.mode, spec.pruner
     if pruner.type == "asha":
         return ASHAScheduler(time_attr="epoch", metric=OBJECTIVE, mode=mode,
                              max_t=spec.base.training.epochs, grace_period=pruner.grace_epochs,
@@ -521,19 +557,22 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
     todo = spec.search.n_trials - tally(study.get_trials(deepcopy=False)).finished  # type: ignore[operator]
     _say(out, f"study {spec.name}: {spec.search.n_trials - todo} of {spec.search.n_trials} "
               f"trials finished; storage {hide_password(spec.storage_url)}")
-    workdir, metric, epochs = spec.workdir, spec.search.objective.metric, spec.base.training.epochs
+    workdir, metric, epochs = spec.workdir, spec.search.primary.metric, spec.base.training.epochs
     close_orphan_runs(study, tracker, workdir, metric, epochs)
     if todo > 0:
         _dispatch(spec, study, storage, tracker, parent_id, address, num_cpus, out)
         close_orphan_runs(study, tracker, workdir, metric, epochs)
-    tracker.summarise(parent_id, study, spec.workdir / "summary")
+    front = pareto_front(study) if spec.search.multi_objective else []
+    tracker.summarise(parent_id, study, spec.workdir / "summary", front,
+                      {PARETO_TABLE: pareto_table(spec, study)} if front else None)
     final = tally(study.get_trials(deepcopy=False))
     if final.finished >= spec.search.n_trials and not final.running:  # type: ignore[operator]
         tracker.end_parent(parent_id)
-    best = _best(study)
+    best = None if spec.search.multi_objective else _best(study)
     return StudyResult(spec.name, final.finished, int(spec.search.n_trials or 0),
                        best.value if best else None, best.number if best else None,
-                       time.perf_counter() - started, tracker.experiment_id)
+                       time.perf_counter() - started, tracker.experiment_id,
+                       [t.number for t in front])
 
 
 def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
@@ -546,13 +585,15 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
     workdir = spec.workdir
     lost = DeferredLoss()
-    callback = TrackingCallback(tracker, parent_id, workdir, spec.search.objective.metric,
+    metrics = [objective.metric for objective in spec.search.objectives]
+    callback = TrackingCallback(tracker, parent_id, workdir, metrics[0],
                                 spec.base.training.epochs,
-                                int(spec.search.n_trials or 0), out is not None, lost)
+                                int(spec.search.n_trials or 0), out is not None, lost, metrics)
     searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir,
                              lost=lost, on_duplicate=callback.record_duplicate)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data),
+        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data,
+                             metrics=metrics),
         {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
     )
     tuner = tune.Tuner(

@@ -12,7 +12,8 @@ search:
   n_trials: 6
   losses: [ce, aauc, apauc, aaucsum]
   space: {delta: 10.0, lam: {low: 1.0e-4, high: 1.0, log: true}}
-  objective: {metric: val_auc}   # its direction is the metric's own (maximize here)
+  objective: {metric: val_auc}   # its direction is the metric's own (maximize here); a list
+                                 # [{metric: val_auc}, {metric: training_seconds}]: Pareto front
   augment: {time_masks: {low: 0, high: 2}}   # optional: augment options sampled per trial
 pruner: {type: asha, grace_epochs: 1}
 resources: {cpus: 1, max_concurrent: 2}
@@ -184,18 +185,27 @@ def _bounds(param: Param) -> tuple[float, float]:
     return (param, param) if isinstance(param, float) else (param.lowest, param.highest)
 
 
+TRAINING_SECONDS = "training_seconds"
+STUDY_METRICS: dict[str, Literal["maximize", "minimize"]] = {TRAINING_SECONDS: "minimize"}
+"""Objectives that are not per-epoch metrics, so only a later objective of several (the first
+picks each trial's kept epoch): ``training_seconds`` is the wall time of the epochs up to and
+including the kept one (training and validation, the history's per-epoch ``seconds`` summed)."""
+OBJECTIVE_DIRECTIONS = {**METRIC_DIRECTIONS, **STUDY_METRICS}
+
+
 @dataclass
 class ObjectiveSpec:
-    """What a trial is ranked by: the best value of ``metric`` over its epochs, in the one
-    direction the metric improves in (`METRIC_DIRECTIONS`; ``direction`` may repeat it)."""
+    """What a trial is ranked by: the value of ``metric`` at the trial's kept epoch (the best
+    epoch by the study's first objective), in the one direction the metric improves in
+    (`METRIC_DIRECTIONS`, `STUDY_METRICS`; ``direction`` may repeat it)."""
 
     metric: str = "val_auc"
     direction: Literal["maximize", "minimize"] | None = None
 
     def __post_init__(self) -> None:
-        require(self.metric in METRIC_DIRECTIONS, "metric",
-                f"metric in {{{', '.join(METRIC_DIRECTIONS)}}}", self.metric)
-        expected = METRIC_DIRECTIONS[self.metric]
+        require(self.metric in OBJECTIVE_DIRECTIONS, "metric",
+                f"metric in {{{', '.join(OBJECTIVE_DIRECTIONS)}}}", self.metric)
+        expected = OBJECTIVE_DIRECTIONS[self.metric]
         require(self.direction in (None, expected), "direction",
                 f"direction == {expected} for {self.metric} (or leave it out)", self.direction)
         self.direction = expected
@@ -215,7 +225,8 @@ class SearchSpec:
     losses: list[str] = field(default_factory=lambda: list(LOSS_TYPES))
     space: SpaceSpec = field(default_factory=SpaceSpec)
     grid: list[LossConfig] | None = None  # sampler grid: the configurations to run, once each
-    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    # one objective, or a list of them: a multi-objective study (its result: a Pareto front)
+    objective: ObjectiveSpec | list[ObjectiveSpec] = field(default_factory=ObjectiveSpec)
     augment: dict[str, Param] = field(default_factory=dict)  # sampled `AugmentConfig` options
 
     def __post_init__(self) -> None:
@@ -239,11 +250,41 @@ class SearchSpec:
                 self.augment)
         for name, param in self.augment.items():
             check_augment_param(name, param)
+        self._check_objectives()
+
+    def _check_objectives(self) -> None:
+        """At least one objective, no metric twice, the first a per-epoch metric, no loss
+        objective in a study that mixes ce with the AUC family."""
+        single = isinstance(self.objective, ObjectiveSpec)
+        require(single or len(self.objectives) > 0, "objective", "at least one objective", [])
         types = set(self.loss_types())
-        require(self.objective.metric not in LOSS_METRICS or not (
-            "ce" in types and types & set(AUC_FAMILY)), "objective.metric",
-            "a loss objective (train_loss, val_loss) only in a study without both ce and "
-            "the AUC family (their losses have different units)", self.objective.metric)
+        mixed = "ce" in types and bool(types & set(AUC_FAMILY))
+        seen: set[str] = set()
+        for i, objective in enumerate(self.objectives):
+            key = "objective.metric" if single else f"objective[{i}].metric"
+            require(objective.metric not in seen, key, "no metric repeated", objective.metric)
+            seen.add(objective.metric)
+            require(i > 0 or objective.metric in METRIC_DIRECTIONS, key,
+                    "the first objective picks each trial's kept epoch, so it is a per-epoch "
+                    f"metric in {{{', '.join(METRIC_DIRECTIONS)}}}", objective.metric)
+            require(objective.metric not in LOSS_METRICS or not mixed, key,
+                    "a loss objective (train_loss, val_loss) only in a study without both ce "
+                    "and the AUC family (their losses have different units)", objective.metric)
+
+    @property
+    def objectives(self) -> list[ObjectiveSpec]:
+        """The study's objectives in spec order (one for a single-objective study)."""
+        return [self.objective] if isinstance(self.objective, ObjectiveSpec) else self.objective
+
+    @property
+    def primary(self) -> ObjectiveSpec:
+        """The first objective: it picks each trial's kept epoch, ASHA and median stopping act
+        on it, and it alone ranks a single-objective study."""
+        return self.objectives[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     def loss_types(self) -> list[str]:
         """The loss types the study trains, in spec order (the grid's, for a grid)."""
@@ -361,11 +402,11 @@ class StudySpec:
 
     def base_config(self, loss: LossConfig | None = None) -> RunConfig:
         """The run config a trial trains: ``base`` with ``loss`` (default CE), the epoch kept
-        chosen by the study's objective, and data paths resolved against the root."""
+        chosen by the study's first objective, and data paths resolved against the root."""
         data = self.base.data
         data = replace(data, cache_dir=str(self.resolve(data.cache_dir)),
                        path=str(self.resolve(data.path)) if data.path else None)
-        training = replace(self.base.training, select_metric=self.search.objective.metric)
+        training = replace(self.base.training, select_metric=self.search.primary.metric)
         return replace(self.base, data=data, training=training, loss=loss or LossConfig())
 
     def to_dict(self) -> dict[str, Any]:
@@ -433,8 +474,8 @@ def _refuse_misplaced(data: dict[str, Any]) -> None:
     training = base.get("training") if isinstance(base, dict) else None
     if isinstance(training, dict) and "select_metric" in training:
         raise ConfigError("base.training.select_metric",
-                          "a study keeps each trial's best epoch by search.objective.metric; "
-                          "set that instead")
+                          "a study keeps each trial's best epoch by search.objective.metric "
+                          "(the first objective's, if several); set that instead")
 
 
 def find_root(spec_file: Path, root: str | None = None) -> Path:

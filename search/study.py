@@ -18,10 +18,15 @@ drivers safe:
 - Optuna's conventions, so its own tools (optuna-dashboard, plots, samplers) read the study
   right: a trial the scheduler stopped early is PRUNED (its value is its last intermediate
   value; only COMPLETE trials are ranked); every epoch's objective is an intermediate value
-  with step = epoch (1, 2, ...); the study's metric name is the objective metric.
+  with step = epoch (1, 2, ...); the study's metric names are the objectives' metrics.
+- A multi-objective study (``search.objective`` a list) has one direction per objective and
+  its trials one value each (its result is the Pareto front, ``study.best_trials``). Optuna
+  keeps no intermediate values for such a study (``Trial.report`` is single-objective only),
+  so none are recorded: the scheduler still stops trials on the first objective, and those
+  are PRUNED without a value.
 - No configuration is trained twice: a trial whose configuration (`complete_params`: fixed
   values filled in, exact floats) equals an earlier COMPLETE or PRUNED trial's is recorded
-  with that trial's state, value and intermediate values, ``duplicate_of`` = its number, and
+  with that trial's state, values and intermediate values, ``duplicate_of`` = its number, and
   never reaches Ray; one equal to a RUNNING trial's waits (RUNNING, counted) until that one
   ends, and is trained after all if that one fails. Duplicates count towards ``n_trials``
   like any finished trial (as Optuna's FAQ returns the earlier value), so a space with fewer
@@ -170,10 +175,10 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, resume: bo
     ``on_create`` gives attributes (the MLflow parent run) that the creating driver stores
     before the spec fingerprint, which other drivers wait for.
     """
-    direction = spec.search.objective.direction
+    directions = [objective.direction for objective in spec.search.objectives]
     fingerprint = json.dumps(spec_fingerprint(spec), sort_keys=True)
     try:
-        study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction)
+        study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions)
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=spec.name, storage=storage)
         stored = _wait_for_attr(study, SPEC_ATTR)
@@ -196,8 +201,8 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage, resume: bo
 
 
 def _name_metric(study: optuna.Study, spec: StudySpec) -> None:
-    """Name the study's objective (optuna-dashboard and plots show it); written once."""
-    names = [spec.search.objective.metric]
+    """Name the study's objectives (optuna-dashboard and plots show them); written once."""
+    names = [objective.metric for objective in spec.search.objectives]
     if study.metric_names != names:
         with warnings.catch_warnings():  # marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -221,6 +226,13 @@ def duplicate_source(search: SearchSpec, trials: list[optuna.trial.FrozenTrial],
 
 
 _TRAINED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+def pareto_front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The COMPLETE trials no other COMPLETE trial dominates (better or equal in every
+    objective, better in one), by number; duplicates left out (they repeat their source)."""
+    return sorted((t for t in study.best_trials if DUPLICATE_OF not in t.user_attrs),
+                  key=lambda t: t.number)
 
 
 def _wait_for_attr(study: optuna.Study, key: str, seconds: float = 30.0) -> Any:

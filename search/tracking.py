@@ -13,21 +13,20 @@ import json
 import logging
 import random
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import matplotlib.pyplot as plt
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 
 from musicdet.configtools import ConfigError, from_dict, load_yaml
 from musicdet.errors import UnfinishedError
-from musicdet.fsutil import atomic_path, write_text
+from musicdet.fsutil import write_text
 
+from .figures import study_figures
 from .spec import (
     RUN_IT_FIRST,
     SETTINGS_FILE,
@@ -228,22 +227,36 @@ class StudyTracker:
                 self.client.log_artifact(run_id, str(trial_dir / name), folder)
         self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
 
-    def summarise(self, parent_id: str, study: optuna.Study, folder: Path) -> None:
-        """Trials table, Optuna figures and best_* metrics on the parent run."""
+    def summarise(self, parent_id: str, study: optuna.Study, folder: Path,
+                  front: Sequence[optuna.trial.FrozenTrial] = (),
+                  texts: dict[str, str] | None = None) -> None:
+        """Trials table, figures, ``texts`` (file name → text: more tables) and the best_*
+        metrics on the parent run; a multi-objective study: its Pareto ``front``
+        (`search.study.pareto_front`) as a tag and in the figures instead."""
         folder.mkdir(parents=True, exist_ok=True)
         frame = study.trials_dataframe(attrs=("number", "state", "value", "params",
                                               "user_attrs", "duration"))
         write_text(folder / "trials.csv", frame.to_csv(index=False))
         self.client.log_artifact(parent_id, str(folder / "trials.csv"))
-        for path in study_figures(study, folder):
+        for name, text in (texts or {}).items():
+            write_text(folder / name, text)
+            self.client.log_artifact(parent_id, str(folder / name))
+        for path in study_figures(study, folder, front):
             self.client.log_artifact(parent_id, str(path), "figures")
         finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if finished:
-            best = study.best_trial
-            self.client.log_batch(parent_id, metrics=[
-                Metric("best_objective", float(best.value), int(time.time() * 1000), len(finished)),
-                Metric("completed_trials", float(len(finished)), int(time.time() * 1000), 0),
-            ], tags=[RunTag("best_trial", str(best.number))])
+        if not finished:
+            return
+        now = int(time.time() * 1000)
+        completed = Metric("completed_trials", float(len(finished)), now, 0)
+        if len(study.directions) > 1:
+            numbers = ",".join(str(t.number) for t in front)
+            self.client.log_batch(parent_id, metrics=[completed],
+                                  tags=[RunTag("pareto_trials", numbers)])
+            return
+        best = study.best_trial
+        self.client.log_batch(parent_id, metrics=[
+            Metric("best_objective", float(best.value), now, len(finished)), completed,
+        ], tags=[RunTag("best_trial", str(best.number))])
 
     def end_parent(self, parent_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(parent_id, status)
@@ -285,35 +298,6 @@ def trials_view_state(metric: str = "val_auc", maximize: bool = True) -> dict[st
                                 "isReordered": True, "deleted": False}],
         "compareRunCharts": charts,
     }
-
-
-def study_figures(study: optuna.Study, folder: Path) -> list[Path]:
-    """Optimisation history, parameter importances (PED-ANOVA), parallel coordinates (PNG)."""
-    from optuna.importance import PedAnovaImportanceEvaluator
-    from optuna.visualization import matplotlib as plots
-
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    figures = {"optimisation_history": lambda: plots.plot_optimization_history(study),
-               "parallel_coordinates": lambda: plots.plot_parallel_coordinate(study)}
-    if len(complete) >= 2 and any(t.params for t in complete):
-        figures["param_importances"] = lambda: plots.plot_param_importances(
-            study, evaluator=PedAnovaImportanceEvaluator())
-    paths = []
-    for name, draw in figures.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                axes = draw()
-        except (ValueError, RuntimeError, ZeroDivisionError) as error:
-            optuna.logging.get_logger("musicdet").warning("figure %s skipped: %s", name, error)
-            continue
-        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-        path = folder / f"{name}.png"
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-        plt.close(figure)
-        paths.append(path)
-    return paths
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

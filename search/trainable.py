@@ -1,7 +1,10 @@
 """The Ray Tune function: one trial is one `musicdet.train.train` run with the sampled loss.
 
-It reports every epoch (metrics, plus ``objective`` = the best value of the study's metric so
-far) with the epoch's checkpoint, so ASHA can stop it and Ray can restart it where it was.
+It reports every epoch (metrics, plus ``objective`` = the best value of the study's first
+objective so far) with the epoch's checkpoint, so ASHA can stop it and Ray can restart it where
+it was. A multi-objective study also gets ``objective_<metric>`` for each later objective: its
+value at the epoch the first objective keeps (the one model.pt holds), so a trial's values
+always describe one model.
 Its outputs live in ``<workdir>/trials/trial-<origin>``, keyed by the Optuna trial number the
 configuration first had, so a trial requeued after its driver died resumes the same folder.
 Each attempt also writes there where it runs (``worker.json``: process id, Ray node) and, if
@@ -14,6 +17,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from musicdet.plots import plot_roc, plot_score_histograms
 from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, train
 
 from .space import run_config_of
+from .spec import TRAINING_SECONDS
 
 OBJECTIVE = "objective"
 FAILED = "failed"
@@ -39,12 +44,19 @@ def trial_dir(workdir: str | Path, origin: int) -> Path:
     return Path(workdir) / "trials" / f"trial-{origin:04d}"
 
 
+def objective_keys(metrics: Sequence[str]) -> list[str]:
+    """The result keys of a study's objectives: ``objective``, then ``objective_<metric>``."""
+    return [OBJECTIVE, *(f"{OBJECTIVE}_{m}" for m in metrics[1:])]
+
+
 def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
-              data: PreparedData | None = None) -> None:
+              data: PreparedData | None = None, metrics: Sequence[str] = ()) -> None:
     """Train ``base`` with the loss in ``config``; report each epoch to Ray Tune, with the
-    objective: the best value so far of ``base``'s ``training.select_metric``."""
+    objectives (`objective_keys`) of ``metrics``: the first is ``base``'s
+    ``training.select_metric`` (the default when ``metrics`` is empty)."""
     run_config = run_config_of(RunConfig.from_dict(base), config)
     metric = run_config.training.select_metric
+    metrics = list(metrics) or [metric]
     out = trial_dir(workdir, config["origin"])
     out.mkdir(parents=True, exist_ok=True)
     _record_worker(out)
@@ -56,7 +68,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
         reported = True
         if report.epoch == run_config.training.epochs:  # schedulers stop a trial at its last report
             write_trial_plots(out, metric)
-        tune.report({**report.metrics(), OBJECTIVE: objective(epoch_history(out), metric)},
+        tune.report({**report.metrics(), **objective_result(epoch_history(out), metrics)},
                     checkpoint=tune.Checkpoint.from_directory(_link_checkpoint(out)))
 
     try:
@@ -72,7 +84,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
     if not reported:  # resumed from the checkpoint of its last epoch: report that epoch again
         write_trial_plots(out, metric)
         history = epoch_history(out)
-        tune.report({**history[-1], OBJECTIVE: objective(history, metric)})
+        tune.report({**history[-1], **objective_result(history, metrics)})
 
 
 def failure_reason(out: Path) -> str:
@@ -119,8 +131,23 @@ def best_epoch(history: list[dict[str, float]], metric: str) -> dict[str, float]
 
 def objective(history: list[dict[str, float]], metric: str) -> float:
     """The trial's objective after ``history``: its best ``metric`` (NaN before any epoch)."""
-    best = best_epoch(history, metric)
-    return best[metric] if best is not None else math.nan
+    return objective_values(history, [metric])[0]
+
+
+def objective_values(history: list[dict[str, float]], metrics: Sequence[str]) -> list[float]:
+    """Each of ``metrics`` at the epoch kept by the first (NaN before any epoch):
+    ``training_seconds`` is the sum of ``seconds`` over the epochs up to the kept one."""
+    best = best_epoch(history, metrics[0])
+    if best is None:
+        return [math.nan] * len(metrics)
+    kept = history[:history.index(best) + 1]
+    return [sum(e["seconds"] for e in kept) if m == TRAINING_SECONDS else best[m]
+            for m in metrics]
+
+
+def objective_result(history: list[dict[str, float]], metrics: Sequence[str]) -> dict[str, float]:
+    """`objective_values` under their `objective_keys`, for a Ray Tune report."""
+    return dict(zip(objective_keys(metrics), objective_values(history, metrics), strict=True))
 
 
 def epoch_objectives(history: list[dict[str, float]], metric: str) -> dict[int, float]:

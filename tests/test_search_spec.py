@@ -8,6 +8,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import musicdet.config
 import musicdet.losses
 import search.space
 import search.spec
@@ -16,7 +17,7 @@ from search.space import INACTIVE, complete_params, grid_points, logged_params, 
 from search.spec import LOSS_PARAMS, load_spec, parse_spec
 from search.tracking import MlflowSettings, load_settings
 
-STUDIES = ["smoke", "paper-table1", "paper-table2", "paper-table3", "joint"]
+STUDIES = ["smoke", "paper-table1", "paper-table2", "paper-table3", "joint", "pareto"]
 
 
 @pytest.mark.parametrize("name", STUDIES)
@@ -76,6 +77,27 @@ BAD = [
      "search.objective.metric: `a loss objective"),
     ({"search": {"sampler": "grid", "grid": [{"type": "ce"}, {"type": "aauc"}],
                  "objective": {"metric": "train_loss"}}}, "search.objective.metric: `a loss"),
+    ({"search": {"objective": []}}, "search.objective: `at least one objective`"),
+    ({"search": {"objective": [{"metric": "val_auc"}, {"metric": "val_pauc"}]}},
+     "search.objective[1].metric: `metric in {val_auc, val_pauc_low_fpr,"),
+    ({"search": {"objective": [{"metric": "val_auc"},
+                               {"metric": "val_pauc_low_fpr", "direction": "minimize"}]}},
+     "search.objective[1].direction: `direction == maximize for val_pauc_low_fpr"),
+    ({"search": {"objective": [{"metric": "val_auc"},
+                               {"metric": "training_seconds", "direction": "maximize"}]}},
+     "search.objective[1].direction: `direction == minimize for training_seconds"),
+    ({"search": {"objective": [{"metric": "val_auc"}, {"metric": "val_eer"},
+                               {"metric": "val_auc"}]}},
+     "search.objective[2].metric: `no metric repeated` must hold, but got 'val_auc'"),
+    ({"search": {"objective": [{"metric": "training_seconds"}, {"metric": "val_auc"}]}},
+     "search.objective[0].metric: `the first objective picks each trial's kept epoch"),
+    ({"search": {"objective": {"metric": "training_seconds"}}},
+     "search.objective.metric: `the first objective picks each trial's kept epoch"),
+    ({"search": {"losses": ["ce", "aauc"],
+                 "objective": [{"metric": "val_auc"}, {"metric": "val_loss"}]}},
+     "search.objective[1].metric: `a loss objective"),
+    ({"search": {"objective": [{"metric": "val_auc"}, "val_eer"]}},
+     "search.objective[1]: expected a mapping"),
     ({"pruner": {"type": "hyperband"}}, "pruner.type"),
     ({"pruner": {"grace_epochs": 0}}, "pruner.grace_epochs"),
     ({"resources": {"cpus": 0}}, "resources.cpus: `cpus > 0`"),
@@ -114,6 +136,22 @@ def test_each_metric_has_its_direction_and_picks_the_epoch_kept() -> None:
     assert (spec.search.objective.direction, spec.search.objective.mode) == ("minimize", "min")
     assert spec.base_config().training.select_metric == "val_eer"
     assert parse_spec({"name": "s"}).search.objective.direction == "maximize"
+
+
+def test_a_list_of_objectives_is_a_multi_objective_study_whose_first_picks_the_epoch() -> None:
+    search_spec = parse_spec({"name": "s", "search": {"objective": [
+        {"metric": "val_eer"}, {"metric": "val_pauc_low_fpr", "direction": "maximize"},
+        {"metric": "training_seconds"}]}})
+    objectives = search_spec.search.objectives
+    assert [(o.metric, o.direction) for o in objectives] == [
+        ("val_eer", "minimize"), ("val_pauc_low_fpr", "maximize"),
+        ("training_seconds", "minimize")]
+    assert search_spec.search.multi_objective and search_spec.search.primary is objectives[0]
+    assert search_spec.base_config().training.select_metric == "val_eer"
+    single = parse_spec({"name": "s", "search": {"objective": [{"metric": "val_eer"}]}}).search
+    assert not single.multi_objective and single.primary.metric == "val_eer"
+    assert musicdet.config.METRIC_DIRECTIONS["val_pauc_low_fpr"] == "maximize"
+    assert musicdet.config.LOW_FPR == (0.0, 0.1)
 
 
 @pytest.mark.parametrize("losses", [["ce"], ["aauc", "apauc", "aaucsum"]])

@@ -5,6 +5,7 @@ study's objective picks."""
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 from studyutil import write_spec
@@ -12,7 +13,13 @@ from studyutil import write_spec
 from search.runner import DeferredLoss, TrackingCallback
 from search.spec import load_spec
 from search.tracking import StudyTracker, study_settings
-from search.trainable import best_epoch, objective, trial_dir
+from search.trainable import (
+    best_epoch,
+    objective,
+    objective_result,
+    objective_values,
+    trial_dir,
+)
 
 
 def test_a_retry_logs_the_epochs_its_dead_worker_checkpointed_but_never_reported(
@@ -39,9 +46,9 @@ def test_a_retry_logs_the_epochs_its_dead_worker_checkpointed_but_never_reported
     assert sorted((m.step, m.value) for m in history) == [(1, 0.6), (2, 0.7), (3, 0.8)]
 
 
-HISTORY = [{"epoch": 1, "val_auc": 0.9, "val_eer": 0.30, "val_loss": 0.5},
-           {"epoch": 2, "val_auc": 0.8, "val_eer": 0.20, "val_loss": 0.7},
-           {"epoch": 3, "val_auc": 0.7, "val_eer": 0.20, "val_loss": 0.4}]
+HISTORY = [{"epoch": 1, "val_auc": 0.9, "val_eer": 0.30, "val_loss": 0.5, "seconds": 2.0},
+           {"epoch": 2, "val_auc": 0.8, "val_eer": 0.20, "val_loss": 0.7, "seconds": 3.0},
+           {"epoch": 3, "val_auc": 0.7, "val_eer": 0.20, "val_loss": 0.4, "seconds": 4.0}]
 
 
 def test_the_best_epoch_follows_the_objective_in_its_direction() -> None:
@@ -49,6 +56,15 @@ def test_the_best_epoch_follows_the_objective_in_its_direction() -> None:
         == [1, 2, 3]  # a tie keeps the first epoch, as train keeps model.pt
     assert [objective(HISTORY[:2], m) for m in ("val_auc", "val_eer")] == [0.9, 0.2]
     assert best_epoch([], "val_eer") is None
+
+
+def test_each_objective_is_its_value_at_the_epoch_the_first_keeps() -> None:
+    metrics = ["val_eer", "val_auc", "training_seconds"]
+    assert objective_values(HISTORY, metrics) == [0.2, 0.8, 5.0]  # epoch 2: a tie keeps it
+    assert objective_values(HISTORY[:1], metrics) == [0.3, 0.9, 2.0]
+    assert objective_result(HISTORY, metrics[:2]) == {"objective": 0.2,
+                                                      "objective_val_auc": 0.8}
+    assert all(math.isnan(v) for v in objective_values([], metrics))
 
 
 def test_mlflow_best_summary_is_the_objectives_best_epoch(tmp_path, cache_dir) -> None:
@@ -68,3 +84,4 @@ def test_mlflow_best_summary_is_the_objectives_best_epoch(tmp_path, cache_dir) -
     callback.on_trial_complete(0, [], trial)
     best = tracker.client.get_run(run_id).data.metrics
     assert (best["best_epoch"], best["best_val_eer"], best["best_val_auc"]) == (2, 0.2, 0.8)
+    assert best["best_training_seconds"] == 5.0  # epochs 1 and 2
