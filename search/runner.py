@@ -66,7 +66,10 @@ from .trainable import (
 
 RAY_NODE, PARENT_ATTR = "ray_node_id", "mlflow_parent_run"
 EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_eer", "val_recall", "val_f1",
-                 "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
+                 "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds",
+                 "train_val_loss", "train_val_auc", "train_val_eer", "train_val_recall",
+                 "train_val_f1")  # train_val_*: the data's own split, in a run with a
+                                  # validation: set (val_* are then on that set)
 WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
 # Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
