@@ -31,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 from musicdet.config import METRIC_DIRECTIONS
 from musicdet.train import prepare_data
 
+from .significance import compare_top
 from .space import complete_params, describe, logged_params, sample
 from .spec import SearchSpec, StudySpec, hide_password
 from .study import (
@@ -529,7 +530,7 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
     if todo > 0:
         _dispatch(spec, study, storage, tracker, parent_id, address, num_cpus, out)
         close_orphan_runs(study, tracker, workdir, metric, epochs)
-    tracker.summarise(parent_id, study, spec.workdir / "summary")
+    tracker.summarise(parent_id, study, spec.workdir / "summary", compare_top(spec, study))
     final = tally(study.get_trials(deepcopy=False))
     if final.finished >= spec.search.n_trials and not final.running:  # type: ignore[operator]
         tracker.end_parent(parent_id)

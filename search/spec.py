@@ -24,9 +24,10 @@ mlflow: {tracking_uri: postgresql://user@host/mlflow}   # overrides mlflow.yaml
 Every error is one line ``FILE: key: rule, got value``.
 
 Relative paths (``runs/``, ``mlflow.yaml``, ``storage.workdir``, a ``sqlite:///`` file, the
-MLflow artifact location, ``base.data.path``, ``base.validation.path`` and their ``cache_dir``) resolve against the study's
-*root*, never the current directory: the nearest folder holding ``mlflow.yaml``, from the spec
-file's folder upward, else the spec file's folder (``root:`` sets it, relative to the spec file).
+MLflow artifact location, ``base.data.path``, ``base.validation.path`` and their
+``cache_dir``) resolve against the study's *root*, never the current directory: the nearest
+folder holding ``mlflow.yaml``, from the spec file's folder upward, else the spec file's folder
+(``root:`` sets it, relative to the spec file).
 
 Database passwords: leave them out of the URL and libpq (under psycopg) takes them from the
 environment, ``PGPASSWORD`` or ``~/.pgpass``, so the spec holds no secret. A URL that does hold

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import matplotlib.pyplot as plt
 import optuna
@@ -37,6 +37,9 @@ from .spec import (
     hide_password,
     refuse_missing_sqlite,
 )
+
+if TYPE_CHECKING:
+    from .significance import Significance
 
 T = TypeVar("T")
 # MLflow logs each database error with its traceback before raising it; the driver reports the
@@ -228,9 +231,17 @@ class StudyTracker:
                 self.client.log_artifact(run_id, str(trial_dir / name), folder)
         self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
 
-    def summarise(self, parent_id: str, study: optuna.Study, folder: Path) -> None:
-        """Trials table, Optuna figures and best_* metrics on the parent run."""
+    def summarise(self, parent_id: str, study: optuna.Study, folder: Path,
+                  significance: Significance | None = None) -> None:
+        """Trials table, Optuna figures, best_* metrics and the top trials' comparison
+        (significance.txt / .json, as `musicdet-search best` prints it) on the parent run."""
         folder.mkdir(parents=True, exist_ok=True)
+        if significance is not None:
+            write_text(folder / "significance.txt", significance.format() + "\n")
+            write_text(folder / "significance.json",
+                       json.dumps(significance.to_dict(), indent=1, ensure_ascii=False))
+            for name in ("significance.txt", "significance.json"):
+                self.client.log_artifact(parent_id, str(folder / name))
         frame = study.trials_dataframe(attrs=("number", "state", "value", "params",
                                               "user_attrs", "duration"))
         write_text(folder / "trials.csv", frame.to_csv(index=False))
