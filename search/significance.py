@@ -80,16 +80,20 @@ class Comparison:
 class Significance:
     """The top trials against the first: what was resampled and each comparison."""
 
+    first: int
     unit: str
     resamples: int
     level: float
     comparisons: list[Comparison] = field(default_factory=list)
+    problem: str | None = None  # why the first trial cannot be compared at all
 
     def format(self) -> str:
         """The table `best` prints and the parent MLflow run stores (significance.txt)."""
+        if self.problem is not None:
+            return f"no comparison with trial {self.first}: {self.problem}"
         rows = [f"{c.other:>5}  {c.difference:>7.4f}  [{c.low:>7.4f}, {c.high:>7.4f}]"
                 for c in self.comparisons if c.problem is None]
-        lines = [f"AUC of trial {self.comparisons[0].first} minus the others', paired bootstrap "
+        lines = [f"AUC of trial {self.first} minus the others', paired bootstrap "
                  f"over {self.unit} ({self.resamples} resamples):",
                  f"{'trial':>5}  {'ΔAUC':>7}  {f'{self.level * 100:g} % interval':>18}",
                  *rows] if rows else []
@@ -133,10 +137,9 @@ def compare(numbers: list[int], scores: dict[int, TrialScores | str], *, n: int 
     first, *others = numbers
     reference = scores[first]
     if isinstance(reference, str):
-        return Significance("nothing", n, level, [Comparison(first, o, problem=reference)
-                                                  for o in others])
+        return Significance(first, "nothing", n, level, problem=reference)
     units, unit = resampling_units(reference)
-    result = Significance(unit, n, level)
+    result = Significance(first, unit, n, level)
     for other in others:
         result.comparisons.append(_compare(first, other, reference, scores[other], units,
                                            n=n, seed=seed, level=level))
