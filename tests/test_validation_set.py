@@ -67,6 +67,11 @@ def test_epochs_are_validated_on_the_other_set_and_the_split_is_train_val(
                    np.concatenate([e.mask for e in split]))
     assert result.best.train_val_auc == pytest.approx(expected, abs=1e-5)
     assert result.best.train_val_auc != pytest.approx(result.best.val_auc, abs=1e-6)
+    described = detector.describe()["validation"]
+    assert described.startswith(f"AUC {result.best.val_auc:.4f}, EER {result.best.val_eer:.4f} "
+                                f"on synth, 0.05 h corpus of seed {OTHER_SEED}; ")
+    assert described.endswith(f"; held-out split of the data: AUC {expected:.4f}, "
+                              f"EER {result.best.train_val_eer:.4f}")
     history = json.loads((tmp_path / "history.json").read_text())
     for epoch in history:
         assert {"train_val_auc", "train_val_eer", "train_val_loss", "train_val_recall",
