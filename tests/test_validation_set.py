@@ -33,7 +33,7 @@ def run_config(cache: Path, validation: dict | None) -> dict:
 
 
 def other_corpus(cache: Path) -> dict:
-    return {"synth_hours": 0.05, "synth_seed": OTHER_SEED, "validation_fraction": 0.34,
+    return {"synth_hours": 0.02, "synth_seed": OTHER_SEED, "validation_fraction": 0.34,
             "cache_dir": str(cache)}
 
 
@@ -69,7 +69,7 @@ def test_epochs_are_validated_on_the_other_set_and_the_split_is_train_val(
     assert result.best.train_val_auc != pytest.approx(result.best.val_auc, abs=1e-6)
     described = detector.describe()["validation"]
     assert described.startswith(f"AUC {result.best.val_auc:.4f}, EER {result.best.val_eer:.4f} "
-                                f"on synth, 0.05 h corpus of seed {OTHER_SEED}; ")
+                                f"on synth, 0.02 h corpus of seed {OTHER_SEED}; ")
     assert described.endswith(f"; held-out split of the data: AUC {expected:.4f}, "
                               f"EER {result.best.train_val_eer:.4f}")
     history = json.loads((tmp_path / "history.json").read_text())
