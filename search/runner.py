@@ -29,6 +29,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from musicdet.config import METRIC_DIRECTIONS
+from musicdet.examples import validation_examples
 from musicdet.train import prepare_data
 
 from .significance import compare_top
@@ -514,6 +515,9 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
               on_start: Callable[[optuna.Study], None] | None = None) -> StudyResult:
     """Run (or resume, or join) ``spec``'s study until it holds n_trials finished trials."""
     started = time.perf_counter()
+    validation = spec.base_config().validation
+    if validation is not None:  # a bad validation set fails before the study is created
+        validation_examples(validation, spec.base.features, progress=False)
     settings = study_settings(spec)
     storage = open_storage(spec.storage_url, spec)
     tracker = StudyTracker(settings, spec.name)

@@ -167,3 +167,14 @@ def test_ui_has_no_storage_option(spec_file: Path, capsys) -> None:
         build_parser().parse_args(["ui", str(spec_file), "--storage", "sqlite:///x.db"])
     assert caught.value.code == 2
     assert "unrecognized arguments: --storage" in capsys.readouterr().err
+
+
+def test_a_study_with_a_bad_validation_set_stops_in_one_line_before_it_exists(
+        tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, str(tmp_path / "cache"),
+                      validation={"format": "generic", "path": "nowhere"})
+    assert main(["run", str(spec)]) == ExitStatus.BAD_INPUT
+    assert capsys.readouterr().err == (
+        f"musicdet-search: error: validation.path: {tmp_path / 'nowhere'} does not exist; "
+        "expected the validation set's generic dataset\n")
+    assert not (tmp_path / "runs").exists()
