@@ -14,6 +14,7 @@ compared); a trial folder holds one seed today.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,15 @@ def load_scores(folder: Path) -> TrialScores:
     path = folder / VALIDATION_FILE
     if not path.is_file():
         raise MetricsError(f"no {VALIDATION_FILE} in {folder}")
-    with np.load(path) as saved:
-        if "groups" not in saved:
-            raise MetricsError(f"{path} has no file ids (written by an older musicdet)")
-        return TrialScores(saved["labels"], saved["mask"], saved["groups"],
-                           saved["files"].tolist(), [saved["scores"]])
+    try:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise MetricsError(f"{path} is not readable ({error})") from None
+    if "groups" not in arrays:
+        raise MetricsError(f"{path} has no file ids (written by an older musicdet)")
+    return TrialScores(arrays["labels"], arrays["mask"], arrays["groups"],
+                       arrays["files"].tolist(), [arrays["scores"]])
 
 
 def resampling_units(scores: TrialScores) -> tuple[np.ndarray, str]:

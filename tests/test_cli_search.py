@@ -109,14 +109,19 @@ def test_best_compares_the_top_trials_with_a_paired_bootstrap(study_file: Path, 
 
 
 def test_best_says_when_trials_scored_different_frames(study_file: Path, capsys) -> None:
+    """Other labels: not compared; an unreadable file: named; the rest of the table stays."""
     workdir = load_spec(study_file).workdir
     labels = np.tile([0.0, 1.0], 500)
     save_validation(trial_dir(workdir, 1), labels, labels, 10)
     save_validation(trial_dir(workdir, 3), labels[::-1].copy(), labels, 10)
-    assert main(["best", str(study_file), "--compare", "2"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        "trials 1 and 3 not compared: they were validated on different frames (different "
-        "validation sets?)")
+    (trial_dir(workdir, 0) / "validation.npz").parent.mkdir(parents=True)
+    (trial_dir(workdir, 0) / "validation.npz").write_bytes(b"not a zip")
+    assert main(["best", str(study_file), "--compare", "3"]) == 0
+    different, unreadable = capsys.readouterr().out.splitlines()[-2:]
+    assert different == ("trials 1 and 3 not compared: they were validated on different "
+                         "frames (different validation sets?)")
+    assert unreadable.startswith(f"trials 1 and 0 not compared: "
+                                 f"{trial_dir(workdir, 0) / 'validation.npz'} is not readable (")
 
 
 def _help(command: str) -> str:
