@@ -90,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     Resumes from OUT/checkpoint.pt when it exists; writes OUT/model.pt (the best epoch by
     training.select_metric, validation AUC by default), OUT/history.json and OUT/config.yaml.
+    With a validation: section in the config, epochs are validated on that set and the held-out
+    split of the data is reported as train_val_*.
     """
     from .train import NonFiniteLossError, train
 
@@ -106,8 +108,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as error:
         raise CommandError(f"training failed: {error}") from None
     best = result.best
+    split = "" if best.train_val_auc is None else \
+        f" (held-out split of data: AUC {best.train_val_auc:.4f}, EER {best.train_val_eer:.4f})"
     print(
-        f"best epoch {best.epoch}: val AUC {best.val_auc:.4f}, EER {best.val_eer:.4f}\n"
+        f"best epoch {best.epoch}: val AUC {best.val_auc:.4f}, EER {best.val_eer:.4f}{split}\n"
         f"model: {result.model_path}"
     )
     return 0

@@ -8,7 +8,17 @@ model: {}               # ModelConfig defaults: 2 × BiGRU-128
 loss: {type: aaucsum, gamma: 0.75, lam: 0.001, delta: 10.0}
 training: {epochs: 20, batch_size: 32}
 augment: {}             # AugmentConfig defaults: none (musicdet/augment.py)
+validation:             # optional: select on another labelled set (a DataConfig section)
+  {format: generic, path: my-broadcasts}
 ```
+
+Without ``validation:`` the epochs are validated (val_*, the epoch kept in model.pt, its
+threshold, validation.npz) on the held-out split of ``data``. With it, all of that uses the
+``validation`` set instead: any format the readers take (for synth, the programmes of that
+corpus made from validation material), features through the same cache, normalised with the
+statistics of the training files; the held-out split of ``data`` is still scored every epoch,
+as train_val_* (train_val_auc, …), so the gap between the two shows. The set must hold
+labelled frames of both classes.
 """
 
 from __future__ import annotations
@@ -41,11 +51,19 @@ METRIC_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
     "val_f1": "maximize",
     "val_loss": "minimize",
     "train_loss": "minimize",
+    "train_val_auc": "maximize",
+    "train_val_pauc_low_fpr": "maximize",
+    "train_val_eer": "minimize",
+    "train_val_recall": "maximize",
+    "train_val_f1": "maximize",
+    "train_val_loss": "minimize",
 }
 """Per-epoch metrics that can select the best epoch (and be a study's objective), each with
 the one direction in which it improves. ``val_pauc_low_fpr`` is the raw partial AUC of the
 validation frames for FPR in `LOW_FPR` = [0, 0.1] (unscaled, so at most 0.1; see
-`musicdet.metrics.partial_auc`)."""
+`musicdet.metrics.partial_auc`). train_val_* (the held-out split of ``data``) exist
+only in a run with a ``validation`` set."""
+SPLIT_PREFIX = "train_val_"
 
 
 @dataclass
@@ -117,9 +135,14 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    validation: DataConfig | None = None  # the set epochs are validated on (None: data's split)
 
     def __post_init__(self) -> None:
         require(0 <= self.seed < SEED_LIMIT, "seed", "0 <= seed < 2**32", self.seed)
+        require(self.validation is not None or not self.training.select_metric.startswith(
+            SPLIT_PREFIX), "training.select_metric",
+            f"{SPLIT_PREFIX}* metrics only with a validation: section",
+            self.training.select_metric)
         require(self.model.input_dim == self.features.dims, "model.input_dim",
                 "model.input_dim == features.dims", (self.model.input_dim, self.features.dims))
         self._check_augment()
@@ -144,7 +167,12 @@ class RunConfig:
         return from_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        """Plain dict; without a validation set the key is left out (so configs, checkpoints
+        and model files of runs without one read as they did before the section existed)."""
+        data = to_dict(self)
+        if data["validation"] is None:
+            del data["validation"]
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -9,10 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from .config import DataConfig
-from .configtools import to_dict
+from .configtools import ConfigError, to_dict
 from .datasets import LabelledAudio, frame_labels, read_dataset
 from .features import FeatureCache, FeatureConfig
 from .sequences import Example
@@ -77,3 +78,27 @@ def load_example(item: LabelledAudio, cache: FeatureCache, features: FeatureConf
     matrix = cache.load(item.audio, features)
     labels, mask = frame_labels(item, len(matrix), features.hop_seconds)
     return Example(item.audio.stem, matrix, labels, mask)
+
+
+def validation_examples(
+    data: DataConfig, features: FeatureConfig, progress: bool = True
+) -> list[Example]:
+    """The files of a run's ``validation:`` section, raw features through the same cache.
+
+    For synth, the programmes of that corpus made from validation material (corpus.json's
+    validation list); for the other formats every file. Raises `ConfigError` naming
+    ``validation`` for a missing path or a set without labelled frames of both classes.
+    """
+    if data.format != "synth" and not Path(data.path or "").exists():
+        raise ConfigError("validation.path", f"{data.path} does not exist; expected the "
+                                             f"validation set's {data.format} dataset")
+    examples = load_examples(data, features, progress)
+    manifest = corpus_manifest(data)
+    if manifest is not None:
+        examples = [e for e in examples if e.name in set(manifest["validation"])]
+    where = synth_corpus_dir(data) if data.format == "synth" else data.path
+    for value, name in ((1.0, "music"), (0.0, "no-music")):
+        if not any(np.any(e.labels[e.mask] == value) for e in examples):
+            raise ConfigError("validation", f"no frames labelled {name} in {where}; the "
+                                            "validation set needs both classes")
+    return examples

@@ -434,17 +434,13 @@ def bootstrap_ci(
             f"bootstrap metrics must be a non-empty subset of {list(BOOTSTRAP_METRICS)}; "
             f"got {list(metrics)}"
         )
-    if n < 1 or not 0.0 < level < 1.0:
-        raise MetricsError(f"`n >= 1 and 0 < level < 1` must hold, but got (n={n}, level={level})")
+    _check_bootstrap(n, level)
     labels_kept, scores_kept = validate(labels, scores, mask)
     group_ids = _group_ids(groups, np.shape(labels), mask, labels_kept.size)
     ranking = _Ranking.of(labels_kept, scores_kept)
     ranked_groups = group_ids[ranking.order]
-    n_groups = int(group_ids.max()) + 1
-    rng = np.random.default_rng(seed)
     values: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(n):
-        counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+    for counts in _resampled_counts(int(group_ids.max()) + 1, n, seed):
         curve = ranking.curve(counts.astype(np.float64)[ranked_groups])
         if curve.positives > 0 and curve.negatives > 0:
             for name in metrics:
@@ -458,6 +454,98 @@ def bootstrap_ci(
         low, high = np.quantile(samples, [tail, 1.0 - tail])
         result |= {f"{name}_low": float(low), f"{name}_high": float(high)}
     return result
+
+
+def paired_bootstrap_diff(
+    labels: Any,
+    scores_a: Any,
+    scores_b: Any,
+    groups: Any,
+    mask: Any = None,
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """AUC(a) − AUC(b) on the same frames, with a paired percentile bootstrap interval.
+
+    Each replicate draws whole groups (files) with replacement, as `bootstrap_ci` does (the
+    same draws for the same ``seed`` and group count), and uses that one resample for both
+    a and b. ``scores_a`` / ``scores_b``: one array of scores (shape of ``labels``) or a list
+    of them, e.g. one per training seed; a list's AUC is the mean of its arrays' AUCs.
+    Replicates that lack a class are dropped. Returns difference (on all frames), auc_a,
+    auc_b, low, high and replicates.
+
+    Cost: O(G · N) once per array (the correctly ranked positive/negative pairs between every
+    two of the G groups, ties ½), then O(G²) per replicate; 1e6 frames of 100 files with
+    1000 replicates take seconds.
+    """
+    _check_bootstrap(n, level)
+    kept = validate(labels, _as_list(scores_a)[0], mask)[0]
+    group_ids = _group_ids(groups, np.shape(labels), mask, kept.size)
+    n_groups = int(group_ids.max()) + 1
+    pairs = [np.mean([_group_pairs(labels, s, mask, kept, group_ids, n_groups)
+                      for s in _as_list(scores)], axis=0) for scores in (scores_a, scores_b)]
+    positives = np.bincount(group_ids, weights=kept, minlength=n_groups)
+    negatives = np.bincount(group_ids, weights=~kept, minlength=n_groups)
+    counts = _resampled_counts(n_groups, n, seed).astype(np.float64)
+    products = (counts @ positives) * (counts @ negatives)
+    usable = products > 0
+    counts, products = counts[usable], products[usable]
+    if counts.shape[0] == 0:
+        raise MetricsError("every bootstrap replicate lacked a class; use more or mixed groups")
+    difference = pairs[0] - pairs[1]
+    samples = np.einsum("rg,gh,rh->r", counts, difference, counts) / products
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(samples, [tail, 1.0 - tail])
+    total = positives.sum() * negatives.sum()
+    auc_a, auc_b = (float(p.sum() / total) for p in pairs)
+    return {"difference": float(difference.sum() / total), "auc_a": auc_a, "auc_b": auc_b,
+            "low": float(low), "high": float(high), "replicates": int(counts.shape[0])}
+
+
+def _as_list(scores: Any) -> list[Any]:
+    """A list (or tuple) of score arrays as it is; one array as a list of one."""
+    return list(scores) if isinstance(scores, list | tuple) else [scores]
+
+
+def _group_pairs(labels: Any, scores: Any, mask: Any, kept: np.ndarray, group_ids: np.ndarray,
+                 n_groups: int) -> np.ndarray:
+    """(G, G): pairs (positive of group g, negative of group h) with the positive scored
+    higher, ties counted ½; its sum over all g, h is the AUC's numerator."""
+    kept_labels, kept_scores = validate(labels, scores, mask)
+    if not np.array_equal(kept_labels, kept):
+        raise MetricsError("the score arrays must score the same frames: give each the "
+                           "labels and mask of the others")
+    ranks = np.unique(kept_scores, return_inverse=True)[1]  # tie runs, ascending
+    n_ranks = int(ranks.max()) + 1
+    positive_ranks, positive_groups = ranks[kept], group_ids[kept]
+    negative_groups = group_ids[~kept]
+    by_group = np.argsort(negative_groups, kind="stable")
+    negative_ranks = ranks[~kept][by_group]
+    ends = np.cumsum(np.bincount(negative_groups, minlength=n_groups))
+    matrix = np.zeros((n_groups, n_groups))
+    for group, (start, end) in enumerate(zip(ends - np.diff(ends, prepend=0), ends,
+                                             strict=True)):
+        if start == end:
+            continue
+        below = np.bincount(negative_ranks[start:end], minlength=n_ranks)
+        beaten = np.cumsum(below) - 0.5 * below  # this group's negatives below, ties ½
+        matrix[:, group] = np.bincount(positive_groups, weights=beaten[positive_ranks],
+                                       minlength=n_groups)
+    return matrix
+
+
+def _check_bootstrap(n: int, level: float) -> None:
+    if n < 1 or not 0.0 < level < 1.0:
+        raise MetricsError(f"`n >= 1 and 0 < level < 1` must hold, but got (n={n}, level={level})")
+
+
+def _resampled_counts(n_groups: int, n: int, seed: int) -> np.ndarray:
+    """(n, G): how often each replicate draws each group (G draws with replacement)."""
+    draws = np.random.default_rng(seed).integers(0, n_groups, (n, n_groups))
+    draws += np.arange(n)[:, None] * n_groups  # one bincount for every replicate
+    return np.bincount(draws.ravel(), minlength=n * n_groups).reshape(n, n_groups)
 
 
 def _group_ids(groups: Any, shape: tuple[int, ...], mask: Any, kept: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import METRIC_DIRECTIONS, RunConfig
+from .config import METRIC_DIRECTIONS, DataConfig, RunConfig
 from .configtools import from_dict, require
 from .features import Normalizer
 from .fsutil import atomic_path
@@ -133,7 +133,7 @@ class Detector:
         corpus = self.training_data.describe_corpus() if self.training_data else None
         augment = {"augment": config.augment.describe()} if config.augment.active else {}
         return {
-            "data": _describe_data(config),
+            "data": _describe_data(config.data),
             "training data": self.training_data.describe() if self.training_data else
                              "not recorded",
             "corpus": corpus or ("not recorded" if config.data.format == "synth" else
@@ -146,7 +146,7 @@ class Detector:
             **augment,
             "epochs": f"{config.training.epochs}; kept epoch {_number(metrics.get('epoch'))}, "
                       f"the best by {select} ({METRIC_DIRECTIONS[select]})",
-            "validation": _describe_metrics(metrics),
+            "validation": _describe_metrics(metrics, config),
             "threshold": f"{point.threshold:.4f} ({point.rule})",
             "versions": ", ".join(f"{k} {v}" for k, v in self.versions.items()) or "not recorded",
             "weights": f"sha256 {self.weights_sha256()}",
@@ -194,21 +194,29 @@ class Detector:
         return frame_logits(self.model, self.normalizer.apply(features), window, device)
 
 
-def _describe_data(config: RunConfig) -> str:
-    data = config.data
+def _describe_data(data: DataConfig) -> str:
     if data.format == "synth":
         return f"synth, {data.synth_hours:g} h corpus of seed {data.synth_seed}"
     return f"{data.format} at {data.path}"
 
 
-def _describe_metrics(metrics: dict[str, Any]) -> str:
+def _describe_metrics(metrics: dict[str, Any], config: RunConfig) -> str:
+    """The kept epoch's validation figures; with a validation: set, on which set, and the
+    held-out split of the data's."""
     if "val_auc" not in metrics:
         return "not recorded"
     text = f"AUC {metrics['val_auc']:.4f}, EER {metrics['val_eer']:.4f}"
+    if config.validation is not None:
+        text += f" on {_describe_data(config.validation)}"
     if metrics.get("val_precision") is None:
-        return f"{text}; no threshold reached precision 0.90 on raw frames"
-    return (f"{text}; at precision 0.90: recall {metrics['val_recall']:.4f}, "
-            f"F1 {metrics['val_f1']:.4f}")
+        text += "; no threshold reached precision 0.90 on raw frames"
+    else:
+        text += (f"; at precision 0.90: recall {metrics['val_recall']:.4f}, "
+                 f"F1 {metrics['val_f1']:.4f}")
+    if "train_val_auc" in metrics:
+        text += (f"; held-out split of the data: AUC {metrics['train_val_auc']:.4f}, "
+                 f"EER {metrics['train_val_eer']:.4f}")
+    return text
 
 
 def _number(value: Any) -> str:

@@ -12,6 +12,10 @@ to an uninterrupted one on CPU. Training minibatches (never validation) go throu
 The epoch kept in model.pt is the best by ``training.select_metric``, in that metric's
 direction (`METRIC_DIRECTIONS`). Its default threshold is chosen on the validation scores
 median-filtered as `detect` filters them by default.
+
+With a ``validation:`` section in the config, "validation" above (val_*, the epoch kept, the
+threshold, validation.npz) means that set; the held-out split of ``data`` is scored too, as
+train_val_*. The normalisation is fitted on the training files only, in both cases.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ import torch
 from tqdm import tqdm
 
 from .augment import Augmenter
-from .config import LOW_FPR, METRIC_DIRECTIONS, RunConfig, TrainingConfig
+from .config import LOW_FPR, METRIC_DIRECTIONS, SPLIT_PREFIX, RunConfig, TrainingConfig
 from .detect import Smoothing, median_smooth, seconds_to_frames
 from .devices import choose_device
-from .examples import corpus_manifest, load_examples
+from .examples import corpus_manifest, load_examples, validation_examples
 from .features import Normalizer
 from .fsutil import atomic_path, write_text
 from .losses import Loss, build_loss, evaluate_loss
@@ -72,7 +76,8 @@ class EpochReport:
     at precision 0.90 are 0.0 when no threshold reaches that precision on the raw validation
     frames (a model that predicts no music there); val_precision and val_threshold are then
     None. best_epoch / best_value: the epoch kept so far by ``training.select_metric`` and its
-    value of that metric.
+    value of that metric. train_val_* are the same metrics on the held-out split of ``data``
+    in a run with a ``validation:`` set (None without one, where val_* are on that split).
     """
 
     epoch: int  # 1-based
@@ -92,6 +97,12 @@ class EpochReport:
     best_epoch: int
     best_value: float
     checkpoint: Path
+    train_val_loss: float | None = None
+    train_val_auc: float | None = None
+    train_val_pauc_low_fpr: float | None = None
+    train_val_eer: float | None = None
+    train_val_recall: float | None = None
+    train_val_f1: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat numeric metrics (None dropped), for reporting and logging."""
@@ -101,12 +112,19 @@ class EpochReport:
 
 @dataclass
 class PreparedData:
-    """Raw features of the training and validation files (split by file), and the corpus.json
-    of the embedded corpus they come from (None for other data)."""
+    """Raw features of the training and validation files (split by file), the corpus.json
+    of the embedded corpus they come from (None for other data) and the files of the config's
+    ``validation:`` set (None without one)."""
 
     train: list[Example]
     validation: list[Example]
     corpus: dict[str, Any] | None = None
+    external: list[Example] | None = None
+
+    @property
+    def selection(self) -> list[Example]:
+        """The files epochs are validated on: the ``validation:`` set, else the split."""
+        return self.validation if self.external is None else self.external
 
     def amounts(self, frames_per_second: float) -> TrainingData:
         """Files and hours of each split and the corpus's hours, seed and providers (the model
@@ -131,6 +149,15 @@ class Validation:
     probabilities: list[np.ndarray]  # per validation file, (T,)
     labels: np.ndarray  # all files concatenated
     mask: np.ndarray
+    names: list[str]  # the files, in the order of ``probabilities``
+
+    def scores(self, prefix: str) -> dict[str, float]:
+        """Loss, AUC, low-FPR partial AUC, EER, recall and F1 at precision 0.90 (0.0 when
+        never reached) named ``PREFIX<metric>``, as `EpochReport` holds them."""
+        metrics = self.metrics
+        return {f"{prefix}loss": self.loss, f"{prefix}auc": metrics["auc"],
+                f"{prefix}pauc_low_fpr": metrics["pauc"], f"{prefix}eer": metrics["eer"],
+                f"{prefix}recall": metrics["recall"] or 0.0, f"{prefix}f1": metrics["f1"] or 0.0}
 
 
 @dataclass
@@ -142,17 +169,21 @@ class TrainResult:
 
 
 def prepare_data(config: RunConfig, progress: bool = True) -> PreparedData:
-    """Labelled files → cached features → the by-file validation split of ``config``.
+    """Labelled files → cached features → the by-file validation split of ``config``, and
+    the files of its ``validation:`` set if it has one.
 
     The embedded corpus holds out its own validation programmes (made from validation
     material only, so no score is on both sides); other data a seeded share of the files.
     """
+    external = None if config.validation is None else validation_examples(
+        config.validation, config.features, progress)  # first: a bad set fails fast
     examples = load_examples(config.data, config.features, progress)
     manifest = corpus_manifest(config.data)
     if manifest is not None:
-        return PreparedData(*split_by_name(examples, set(manifest["validation"])), manifest)
-    train, validation = split_by_file(examples, config.data.validation_fraction, config.seed)
-    return PreparedData(train, validation)
+        train, validation = split_by_name(examples, set(manifest["validation"]))
+    else:
+        train, validation = split_by_file(examples, config.data.validation_fraction, config.seed)
+    return PreparedData(train, validation, manifest, external)
 
 
 def learning_rate(epoch: int, training: TrainingConfig) -> float:
@@ -182,9 +213,13 @@ def train(
     if resume and (out / CHECKPOINT).exists():  # before the data: a bad checkpoint fails fast
         history = _restore(out / CHECKPOINT, model, optimiser, config)
     data = data or prepare_data(config, progress)
+    if (config.validation is None) != (data.external is None):
+        raise ValueError("the prepared data and the config disagree on a validation: set; "
+                         "prepare the data from this config")
     normalizer = Normalizer.fit((e.features for e in data.train), config.features)
     train_set = _normalised(data.train, normalizer)
-    val_set = _normalised(data.validation, normalizer)
+    val_set = _normalised(data.selection, normalizer)
+    split_set = None if data.external is None else _normalised(data.validation, normalizer)
     loss_fn = build_loss(config.loss)
     augmenter = augmenter_of(config, normalizer)
     n_sequences = config.training.sequences_per_epoch or sequences_per_epoch(
@@ -203,15 +238,12 @@ def train(
             augmenter,
         )
         val = _validate(model, val_set, config, device)
+        split = {} if split_set is None else _validate(model, split_set, config, device).scores(
+            SPLIT_PREFIX)
         report = EpochReport(
             epoch=epoch,
             train_loss=train_loss,
-            val_loss=val.loss,
-            val_auc=val.metrics["auc"],
-            val_pauc_low_fpr=val.metrics["pauc"],
-            val_eer=val.metrics["eer"],
-            val_recall=val.metrics["recall"] or 0.0,  # None: the precision was never reached
-            val_f1=val.metrics["f1"] or 0.0,
+            **val.scores("val_"),
             val_precision=val.metrics["precision"],
             val_threshold=val.metrics["threshold"],
             lr=lr,
@@ -221,6 +253,7 @@ def train(
             best_epoch=epoch,
             best_value=math.nan,
             checkpoint=out / CHECKPOINT,
+            **split,
         )
         _keep_best(report, history[-1] if history else None, config.training.select_metric)
         history.append(report)
@@ -361,7 +394,7 @@ def _validate(
     metrics = evaluate(labels, np.concatenate(probabilities), mask, TARGET_PRECISION,
                        fpr_range=LOW_FPR)
     loss = float(np.average(losses, weights=frames)) if losses else math.nan
-    return Validation(loss, metrics, probabilities, labels, mask)
+    return Validation(loss, metrics, probabilities, labels, mask, [e.name for e in val_set])
 
 
 def _normalised(examples: Sequence[Example], normalizer: Normalizer) -> list[Example]:
@@ -412,6 +445,9 @@ def _restore(
 
 
 def _save_validation(path: Path, val: Validation) -> None:
+    """validation.npz: per frame labels, scores, mask and groups (the index of its file in
+    files, the file names), all files concatenated."""
+    groups = np.repeat(np.arange(len(val.names)), [len(p) for p in val.probabilities])
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, labels=val.labels, scores=np.concatenate(val.probabilities),
-                 mask=val.mask)
+                 mask=val.mask, groups=groups, files=np.array(val.names))

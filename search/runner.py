@@ -29,9 +29,11 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from musicdet.config import METRIC_DIRECTIONS
+from musicdet.examples import validation_examples
 from musicdet.train import prepare_data
 
 from .export import PARETO_TABLE, pareto_table
+from .significance import compare_top
 from .space import complete_params, describe, logged_params, sample
 from .spec import TRAINING_SECONDS, SearchSpec, StudySpec, hide_password
 from .study import (
@@ -70,7 +72,10 @@ from .trainable import (
 
 RAY_NODE, PARENT_ATTR = "ray_node_id", "mlflow_parent_run"
 EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_pauc_low_fpr", "val_eer", "val_recall",
-                 "val_f1", "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
+                 "val_f1", "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds",
+                 "train_val_loss", "train_val_auc", "train_val_pauc_low_fpr", "train_val_eer",
+                 "train_val_recall", "train_val_f1")  # train_val_*: the data's own split, in a
+                                                      # run with a validation: set (val_* on it)
 WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
 # Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -546,6 +551,9 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
               on_start: Callable[[optuna.Study], None] | None = None) -> StudyResult:
     """Run (or resume, or join) ``spec``'s study until it holds n_trials finished trials."""
     started = time.perf_counter()
+    validation = spec.base_config().validation
+    if validation is not None:  # a bad validation set fails before the study is created
+        validation_examples(validation, spec.base.features, progress=False)
     settings = study_settings(spec)
     storage = open_storage(spec.storage_url, spec)
     tracker = StudyTracker(settings, spec.name)
@@ -563,8 +571,10 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
         _dispatch(spec, study, storage, tracker, parent_id, address, num_cpus, out)
         close_orphan_runs(study, tracker, workdir, metric, epochs)
     front = pareto_front(study) if spec.search.multi_objective else []
-    tracker.summarise(parent_id, study, spec.workdir / "summary", front,
-                      {PARETO_TABLE: pareto_table(spec, study)} if front else None)
+    significance = compare_top(spec, study)
+    tracker.summarise(parent_id, study, spec.workdir / "summary", front, {
+        **({PARETO_TABLE: pareto_table(spec, study)} if front else {}),
+        **(significance.texts() if significance is not None else {})})
     final = tally(study.get_trials(deepcopy=False))
     if final.finished >= spec.search.n_trials and not final.running:  # type: ignore[operator]
         tracker.end_parent(parent_id)

@@ -7,6 +7,8 @@ base:                            # the run config every trial trains (musicdet t
   data: {synth_hours: 0.05}
   model: {hidden_size: 32}
   training: {epochs: 3}
+  validation: {format: generic, path: data/my-broadcasts}   # optional: trials are validated,
+                                 # kept, pruned and ranked on this set (musicdet.config)
 search:
   sampler: tpe                   # tpe | random | grid
   n_trials: 6
@@ -23,9 +25,10 @@ mlflow: {tracking_uri: postgresql://user@host/mlflow}   # overrides mlflow.yaml
 Every error is one line ``FILE: key: rule, got value``.
 
 Relative paths (``runs/``, ``mlflow.yaml``, ``storage.workdir``, a ``sqlite:///`` file, the
-MLflow artifact location, ``base.data.path`` and ``cache_dir``) resolve against the study's
-*root*, never the current directory: the nearest folder holding ``mlflow.yaml``, from the spec
-file's folder upward, else the spec file's folder (``root:`` sets it, relative to the spec file).
+MLflow artifact location, ``base.data.path``, ``base.validation.path`` and their
+``cache_dir``) resolve against the study's *root*, never the current directory: the nearest
+folder holding ``mlflow.yaml``, from the spec file's folder upward, else the spec file's folder
+(``root:`` sets it, relative to the spec file).
 
 Database passwords: leave them out of the URL and libpq (under psycopg) takes them from the
 environment, ``PGPASSWORD`` or ``~/.pgpass``, so the spec holds no secret. A URL that does hold
@@ -46,13 +49,13 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 
 from musicdet.augment import AugmentConfig
-from musicdet.config import METRIC_DIRECTIONS, RunConfig
+from musicdet.config import METRIC_DIRECTIONS, SPLIT_PREFIX, DataConfig, RunConfig
 from musicdet.configtools import ConfigError, from_dict, load_yaml, require
 from musicdet.configtools import to_dict as config_to_dict
 from musicdet.errors import UnfinishedError
 from musicdet.losses import AUC_FAMILY, LOSS_PARAMS, LOSS_TYPES, LossConfig
 
-LOSS_METRICS = ("train_loss", "val_loss")
+LOSS_METRICS = ("train_loss", "val_loss", "train_val_loss")
 """Objectives in the units of the trial's own loss."""
 MIN_BAND = 0.01
 """Smallest β − α sampled: an apAUC band keeps at least 1 % of the negatives."""
@@ -368,6 +371,13 @@ class StudySpec:
     def __post_init__(self) -> None:
         require(bool(NAME_PATTERN.fullmatch(self.name)), "name", NAME_RULE, self.name)
         self.root = str(Path(self.root or ".").resolve())
+        for i, objective in enumerate(self.search.objectives):
+            key = "search.objective.metric" if not self.search.multi_objective else \
+                f"search.objective[{i}].metric"
+            require(self.base.validation is not None or
+                    not objective.metric.startswith(SPLIT_PREFIX), key,
+                    f"{SPLIT_PREFIX}* objectives only with a base.validation: section",
+                    objective.metric)
         try:  # the base config takes the highest value of every sampled augment option
             replace(self.base, augment=replace(self.base.augment, **{
                 name: augment_value(name, _bounds(param)[1])
@@ -403,11 +413,16 @@ class StudySpec:
     def base_config(self, loss: LossConfig | None = None) -> RunConfig:
         """The run config a trial trains: ``base`` with ``loss`` (default CE), the epoch kept
         chosen by the study's first objective, and data paths resolved against the root."""
-        data = self.base.data
-        data = replace(data, cache_dir=str(self.resolve(data.cache_dir)),
-                       path=str(self.resolve(data.path)) if data.path else None)
+        validation = self.base.validation
         training = replace(self.base.training, select_metric=self.search.primary.metric)
-        return replace(self.base, data=data, training=training, loss=loss or LossConfig())
+        return replace(self.base, data=self._resolved(self.base.data), training=training,
+                       validation=None if validation is None else self._resolved(validation),
+                       loss=loss or LossConfig())
+
+    def _resolved(self, data: DataConfig) -> DataConfig:
+        """``data`` with its path and cache_dir relative to the root."""
+        return replace(data, cache_dir=str(self.resolve(data.cache_dir)),
+                       path=str(self.resolve(data.path)) if data.path else None)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from search.cli import _spec, build_parser, main
 from search.export import load_study
 from search.spec import load_spec
 from search.study import open_storage
+from search.trainable import trial_dir
 
 VALUES = {0: 0.7, 1: 0.9, 3: 0.8}  # trial 2 is pruned, trial 4 failed
 
@@ -71,8 +73,55 @@ def test_export_of_a_trial_that_is_not_complete_is_one_line(
 def test_best_lists_the_top_n(study_file: Path, capsys) -> None:
     assert main(["best", str(study_file), "--top", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[1:]] == [["1", "0.9000"], ["3", "0.8000"]]
+    assert [line.split()[:2] for line in lines[1:3]] == [["1", "0.9000"], ["3", "0.8000"]]
+    assert lines[3:] == ["", f"no comparison with trial 1: no validation.npz in "
+                             f"{trial_dir(load_spec(study_file).workdir, 1)}"]
     assert "how many of the best COMPLETE trials to list (10)" in _help("best")
+
+
+def save_validation(folder: Path, labels: np.ndarray, scores: np.ndarray, files: int) -> None:
+    """A validation.npz as train writes it: ``files`` files of equal length."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "validation.npz", labels=labels, scores=scores,
+             mask=np.ones(len(labels), bool), groups=np.arange(len(labels)) * files // len(labels),
+             files=np.array([f"prog-{i:04d}" for i in range(files)]))
+
+
+def test_best_compares_the_top_trials_with_a_paired_bootstrap(study_file: Path, capsys) -> None:
+    """Trials 1 and 3 scored the frames alike, trial 0 worse: 1 vs 3 not distinguishable,
+    1 better than 0; --compare 0 prints the table only."""
+    workdir = load_spec(study_file).workdir
+    rng = np.random.default_rng(0)
+    labels = (rng.random(6000) < 0.5).astype(np.float32)
+    scores = labels + rng.normal(0, 1, 6000)
+    for number in (1, 3):
+        save_validation(trial_dir(workdir, number), labels, scores, 20)
+    save_validation(trial_dir(workdir, 0), labels, scores + rng.normal(0, 3, 6000), 20)
+    assert main(["best", str(study_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[5] == "AUC of trial 1 minus the others', paired bootstrap over 20 validation " \
+                       "files (1000 resamples):"
+    assert lines[7].split() == ["3", "0.0000", "[", "0.0000,", "0.0000]"]
+    assert lines[9] == "trials 1 and 3 are not distinguishable at 95 % (ΔAUC 0.000 [0.000, 0.000])"
+    assert lines[10].startswith("trial 1 is better than 0 at 95 % (ΔAUC 0.")
+    assert main(["best", str(study_file), "--compare", "0"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_best_says_when_trials_scored_different_frames(study_file: Path, capsys) -> None:
+    """Other labels: not compared; an unreadable file: named; the rest of the table stays."""
+    workdir = load_spec(study_file).workdir
+    labels = np.tile([0.0, 1.0], 500)
+    save_validation(trial_dir(workdir, 1), labels, labels, 10)
+    save_validation(trial_dir(workdir, 3), labels[::-1].copy(), labels, 10)
+    (trial_dir(workdir, 0) / "validation.npz").parent.mkdir(parents=True)
+    (trial_dir(workdir, 0) / "validation.npz").write_bytes(b"not a zip")
+    assert main(["best", str(study_file), "--compare", "3"]) == 0
+    different, unreadable = capsys.readouterr().out.splitlines()[-2:]
+    assert different == ("trials 1 and 3 not compared: they were validated on different "
+                         "frames (different validation sets?)")
+    assert unreadable.startswith(f"trials 1 and 0 not compared: "
+                                 f"{trial_dir(workdir, 0) / 'validation.npz'} is not readable (")
 
 
 def _help(command: str) -> str:
@@ -123,3 +172,14 @@ def test_ui_has_no_storage_option(spec_file: Path, capsys) -> None:
         build_parser().parse_args(["ui", str(spec_file), "--storage", "sqlite:///x.db"])
     assert caught.value.code == 2
     assert "unrecognized arguments: --storage" in capsys.readouterr().err
+
+
+def test_a_study_with_a_bad_validation_set_stops_in_one_line_before_it_exists(
+        tmp_path: Path, capsys) -> None:
+    spec = write_spec(tmp_path, str(tmp_path / "cache"),
+                      validation={"format": "generic", "path": "nowhere"})
+    assert main(["run", str(spec)]) == ExitStatus.BAD_INPUT
+    assert capsys.readouterr().err == (
+        f"musicdet-search: error: validation.path: {tmp_path / 'nowhere'} does not exist; "
+        "expected the validation set's generic dataset\n")
+    assert not (tmp_path / "runs").exists()

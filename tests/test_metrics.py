@@ -307,3 +307,79 @@ def test_bootstrap_bad_arguments(groups, kwargs, message):
     labels, scores = _random_case(7, 40, None)
     with pytest.raises(MetricsError, match=message):
         metrics.bootstrap_ci(labels, scores, groups, **kwargs)
+
+
+def _paired_reference(labels, a, b, groups, mask, n, seed, level):
+    """Brute force: each replicate gathers the drawn groups' frames and calls `auc` on them
+    (lists of arrays: the mean AUC), with the draws `bootstrap_ci` documents."""
+    keep = np.ones(len(labels), bool) if mask is None else mask
+    labels, groups = labels[keep], groups[keep]
+    a, b = ([s[keep] for s in arrays] for arrays in (a, b))
+    ids = np.unique(groups, return_inverse=True)[1]
+    n_groups = ids.max() + 1
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n):
+        frames = np.concatenate([np.flatnonzero(ids == g) for g in rng.integers(0, n_groups,
+                                                                                 n_groups)])
+        drawn = labels[frames]
+        if drawn.all() or not drawn.any():
+            continue
+        samples.append(np.mean([metrics.auc(drawn, s[frames]) for s in a])
+                       - np.mean([metrics.auc(drawn, s[frames]) for s in b]))
+    return np.quantile(samples, [(1 - level) / 2, (1 + level) / 2]), len(samples)
+
+
+@pytest.mark.parametrize(("seed", "distinct", "use_mask", "seeds"), [
+    (0, None, False, (1, 1)), (1, 3, False, (1, 1)), (2, 4, True, (1, 1)), (3, None, True, (2, 3)),
+])
+def test_paired_bootstrap_diff_equals_a_brute_force_resample(seed, distinct, use_mask, seeds):
+    """Uneven groups, ties, a mask, several score arrays per side: the same interval as
+    rebuilding every replicate's frames."""
+    rng = np.random.default_rng(seed)
+    labels, first = _random_case(seed, 300, distinct, prevalence=0.3)
+    groups = np.sort(rng.integers(0, 9, 300))
+    mask = rng.random(300) < 0.8 if use_mask else None
+
+    def arrays(count, shift):
+        noisy = [first + shift + rng.normal(0, 0.8, 300) for _ in range(count)]
+        return [np.round(s * distinct) if distinct else s for s in noisy]
+
+    a, b = arrays(seeds[0], 0.0), arrays(seeds[1], 0.0)
+    result = metrics.paired_bootstrap_diff(labels, a if seeds[0] > 1 else a[0],
+                                           b if seeds[1] > 1 else b[0], groups, mask,
+                                           n=200, seed=5, level=0.9)
+    (low, high), used = _paired_reference(labels, a, b, groups, mask, 200, 5, 0.9)
+    assert result["replicates"] == used
+    assert result["low"] == pytest.approx(low, abs=1e-12)
+    assert result["high"] == pytest.approx(high, abs=1e-12)
+    auc_a = np.mean([metrics.auc(labels, s, mask) for s in a])
+    auc_b = np.mean([metrics.auc(labels, s, mask) for s in b])
+    assert result["auc_a"] == pytest.approx(auc_a, abs=1e-12)
+    assert result["auc_b"] == pytest.approx(auc_b, abs=1e-12)
+    assert result["difference"] == pytest.approx(auc_a - auc_b, abs=1e-12)
+
+
+def test_paired_bootstrap_diff_of_identical_scores_is_zero_and_of_better_ones_positive():
+    labels, scores = _random_case(8, 2000, None)
+    groups = np.arange(2000) // 100
+    same = metrics.paired_bootstrap_diff(labels, scores, scores.copy(), groups, n=300)
+    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    worse = scores + np.random.default_rng(1).normal(0, 2.0, 2000)
+    better = metrics.paired_bootstrap_diff(labels, scores, worse, groups, n=300)
+    assert 0 < better["low"] < better["difference"] < better["high"]
+
+
+def test_paired_bootstrap_diff_shares_the_draws_of_bootstrap_ci():
+    """The same seed and groups draw the same replicates: replicates lacking a class match."""
+    labels = np.repeat([0, 1, 0, 1], 10)
+    scores = np.repeat([0.1, 0.9, 0.4, 0.6], 10)
+    single = metrics.bootstrap_ci(labels, scores, groups=10, n=200, metrics=("auc",))
+    paired = metrics.paired_bootstrap_diff(labels, scores, scores, np.arange(40) // 10, n=200)
+    assert paired["replicates"] == single["replicates"] < 200
+
+
+def test_paired_bootstrap_diff_needs_two_groups():
+    labels, scores = _random_case(9, 40, None)
+    with pytest.raises(MetricsError, match="at least 2 groups"):
+        metrics.paired_bootstrap_diff(labels, scores, scores, np.zeros(40))

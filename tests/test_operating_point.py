@@ -24,7 +24,7 @@ def validation(*files: tuple[list[float], list[float]]) -> Validation:
     """A validation of files given as (labels, probabilities), every frame valid."""
     labels = np.concatenate([np.array(f[0], np.float32) for f in files])
     return Validation(0.0, {}, [np.array(f[1]) for f in files], labels,
-                      np.ones(len(labels), bool))
+                      np.ones(len(labels), bool), [f"file-{i}" for i in range(len(files))])
 
 
 def test_single_frame_spikes_that_the_median_removes_do_not_decide_the_threshold():

@@ -115,6 +115,12 @@ BAD = [
     ({"base": {"model": {"input_dim": 12}}}, "base.model.input_dim"),
     ({"base": {"data": {"bogus": 1}}}, "base.data.bogus: unknown key"),
     ({"root": 3}, "root: expected str"),
+    ({"search": {"objective": {"metric": "train_val_auc"}}},
+     "search.objective.metric: `train_val_* objectives only with a base.validation: section`"),
+    ({"validation": {"format": "generic", "path": "x"}}, "validation: belongs under base:"),
+    ({"base": {"validation": {"format": "mp3"}}}, "base.validation.format: expected one of"),
+    ({"base": {"validation": {"format": "generic"}}},
+     "base.validation.path: `path is given for a non-synth format`"),
 ]
 
 
@@ -129,6 +135,18 @@ def test_bad_spec_gives_one_line_naming_key(tmp_path, patch: dict, expected: str
     assert expected in message
     assert "\n" not in message
     assert "hunter2" not in message
+
+
+def test_a_validation_set_resolves_against_the_root_and_may_be_the_objective(tmp_path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "base": {"validation": {
+        "format": "generic", "path": "sets/mine", "cache_dir": "cache"}},
+        "search": {"objective": {"metric": "train_val_eer"}}}))
+    config = load_spec(path).base_config()
+    assert config.validation.path == str(tmp_path / "sets/mine")
+    assert config.validation.cache_dir == str(tmp_path / "cache")
+    assert config.training.select_metric == "train_val_eer"
+    assert load_spec(path).search.objective.direction == "minimize"
 
 
 def test_each_metric_has_its_direction_and_picks_the_epoch_kept() -> None:

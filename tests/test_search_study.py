@@ -10,7 +10,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -25,6 +27,7 @@ from studyutil import (
 )
 
 from musicdet.config import load_run_config
+from musicdet.metrics import auc
 from musicdet.train import train
 from search.cli import main as search_main
 from search.export import export_best, load_study
@@ -110,6 +113,41 @@ def test_a_study_samples_augment_options_into_trials_mlflow_and_the_export(
     exported = load_run_config(path).augment
     assert exported.gain_db == study.best_trial.params["augment.gain_db"]
     assert exported.time_masks == study.best_trial.params["augment.time_masks"]
+
+
+def test_a_study_validated_on_another_set_ranks_on_it_and_logs_the_split_as_train_val(
+        tmp_path, monkeypatch, cache_dir, local_ray, capsys) -> None:
+    """base.validation: a synthetic corpus of another seed. Every epoch logs val_* (that set)
+    and train_val_* (the data's split); the objective is val_auc on that set; the parent run
+    holds the top trials' comparison that `best` prints."""
+    monkeypatch.chdir(tmp_path)
+    other = {"synth_hours": 0.02, "synth_seed": 7, "cache_dir": cache_dir}
+    spec = load_spec(write_spec(tmp_path, cache_dir, validation=other, search={
+        "sampler": "random", "n_trials": 2, "losses": ["ce", "aauc"]}))
+    result = run_study(spec)
+    assert result.finished == 2
+    study = load_study(spec)
+    client = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
+    runs = child_runs(client, result.experiment_id)
+    for run in runs:
+        trial = study.trials[int(run.data.tags["optuna_trial_number"])]
+        for metric in ("val_auc", "train_val_auc", "train_val_eer", "train_val_loss"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2]
+        with np.load(trial_dir(spec.workdir, trial.number) / "validation.npz") as saved:
+            assert saved["files"].tolist() == ["prog-0000"]
+            external = auc(saved["labels"], saved["scores"], saved["mask"])
+        assert trial.value == pytest.approx(external, abs=1e-12)
+        assert run.data.metrics["best_val_auc"] == trial.value
+        assert run.data.metrics["best_train_val_auc"] != pytest.approx(trial.value, abs=1e-6)
+    parent = client.search_runs([result.experiment_id], "tags.`musicdet.role` = 'study'")[0]
+    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"significance.txt", "significance.json"} <= files
+    stored = Path(client.download_artifacts(parent.info.run_id, "significance.txt",
+                                            str(tmp_path))).read_text()
+    assert "blocks of 1000 frames in 1 validation file" in stored
+    capsys.readouterr()
+    assert search_main(["best", str(tmp_path / "study.yaml")]) == 0
+    assert capsys.readouterr().out.endswith(f"\n{stored}")
 
 
 # ---------------------------------------------------------------- PostgreSQL, MLflow server

@@ -290,7 +290,7 @@ def test_default_threshold_is_chosen_on_the_scores_detect_thresholds() -> None:
     probabilities = np.where(labels == 1, 0.7, 0.2) + rng.uniform(-0.05, 0.05, len(labels))
     spikes = rng.choice(np.flatnonzero(labels == 0)[1:-1:3], 600, replace=False)
     probabilities[spikes] = 0.99
-    val = Validation(0.0, {}, [probabilities], labels, np.ones(len(labels), bool))
+    val = Validation(0.0, {}, [probabilities], labels, np.ones(len(labels), bool), ["a"])
     assert not operating_point(labels, probabilities)["target_reached"]
     point = choose_operating_point(val, frames_per_second=100)
     frames = round(Smoothing().median_seconds * 100)
@@ -308,7 +308,8 @@ def test_a_trained_model_keeps_the_point_chosen_on_its_validation_scores(
     probabilities = [detector.probabilities(e.features) for e in data.validation]
     val = Validation(0.0, {}, probabilities,
                      np.concatenate([e.labels for e in data.validation]),
-                     np.concatenate([e.mask for e in data.validation]))
+                     np.concatenate([e.mask for e in data.validation]),
+                     [e.name for e in data.validation])
     point = choose_operating_point(val, frames_per_second=100)
     assert detector.threshold == pytest.approx(point.threshold, abs=1e-6)
     assert detector.describe()["threshold"] == f"{point.threshold:.4f} ({point.rule})"
