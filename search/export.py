@@ -11,10 +11,13 @@ naming its epochs. A duplicate (``duplicate_of``) is listed and exported as the 
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from mlflow.entities import LoggedModel
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from musicdet.config import RunConfig
@@ -23,7 +26,7 @@ from musicdet.errors import CommandError, ExitStatus, UnfinishedError
 from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
 from .study import DUPLICATE_OF, open_storage, trial_origin
-from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
+from .tracking import MODEL_FILE, ORIGIN, ROLE, StudyTracker, study_settings
 
 
 @dataclass
@@ -113,7 +116,11 @@ def export_best(spec: StudySpec, out: str | Path, register: bool = False,
 
 
 def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
-    """Register the model file logged by ``trial``'s MLflow run; alias it `champion`."""
+    """Register the pyfunc model ``trial``'s MLflow run logged; alias it `champion`.
+
+    A run tracked before trial models were pyfunc models holds only its ``model/model.pt``
+    artifact: that file is logged as a pyfunc model of the run first.
+    """
     settings = study_settings(spec)
     tracker = StudyTracker(settings, spec.name, create=False)
     origin = trial_origin(trial)
@@ -123,15 +130,27 @@ def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
     if not runs:
         raise CommandError(f"no MLflow run for trial {trial.number} of study {spec.name!r} in "
                            f"{hide_password(settings.tracking_uri)}")
-    run = runs[0]
+    run_id = runs[0].info.run_id
+    model = tracker.run_model(run_id) or _log_artifact_model(tracker, run_id)
     client, name = tracker.client, settings.registered_model
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name)
     version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+        name, source=model.artifact_location, run_id=run_id, model_id=model.model_id,
         tags={"study": spec.name, "optuna_trial": str(trial.number)})
     client.set_registered_model_alias(name, "champion", version.version)
     return int(version.version)
+
+
+def _log_artifact_model(tracker: StudyTracker, run_id: str) -> LoggedModel:
+    """Log run ``run_id``'s ``model/model.pt`` artifact as its pyfunc model."""
+    with tempfile.TemporaryDirectory(prefix="musicdet-champion-") as tmp:
+        try:
+            path = tracker.client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+        except MlflowException as error:
+            raise CommandError(f"MLflow run {run_id} holds no model (no logged model, no "
+                               f"model/{MODEL_FILE} artifact): {error.message}") from None
+        return tracker.log_model(run_id, Path(path))
 
 
 def _params(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict:

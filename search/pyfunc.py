@@ -49,8 +49,10 @@ MODEL_ARTIFACT = "model"  # the model file's name among the pyfunc model's artif
 # as pyproject.toml pins them; mlflow and pandas load and serve the model.
 SCORING_DISTRIBUTIONS = ("torch", "numpy", "scipy", "librosa", "opensmile", "soundfile", "soxr",
                          "audioread", "pyyaml", "tqdm", "mlflow")
+# audio is typed double: JSON numbers arrive as float64, which MLflow will not narrow to float32
+# (the samples are made float32 again before scoring, exactly for float32 input).
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec(Array(DataType.float), "audio", required=False),
+    inputs=Schema([ColSpec(Array(DataType.double), "audio", required=False),
                    ColSpec(DataType.string, "path", required=False)]),
     outputs=Schema([ColSpec(Array(DataType.double), "music_prob")]),
 )
