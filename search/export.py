@@ -21,7 +21,9 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from musicdet.config import RunConfig
+from musicdet.configtools import ConfigError
 from musicdet.errors import CommandError, ExitStatus, UnfinishedError
+from musicdet.modelfile import load_model
 
 from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
@@ -104,19 +106,26 @@ def trial_config(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> RunConfig:
 
 
 def export_best(spec: StudySpec, out: str | Path, register: bool = False,
-                trial: int | None = None) -> tuple[int, Path]:
+                trial: int | None = None, model_file: Path | None = None) -> tuple[int, Path]:
     """Write the config YAML of the best trial (or of trial number ``trial``) to ``out``
-    (atomically); optionally register its model as ``<registered_model>@champion``. Returns
-    the trial number and the path."""
+    (atomically); optionally register its model (or ``model_file``, e.g. the model
+    `musicdet train --config` made from that YAML) as ``<registered_model>@champion``.
+    Returns the trial number and the path."""
+    if model_file is not None and not register:
+        raise ConfigError("--model", "names the model to register: it needs --register")
     chosen = chosen_trial(spec, load_study(spec), trial)
+    if model_file is not None:
+        load_model(model_file)  # a bad model file is refused before anything is written
     trial_config(spec, chosen).save(out)
     if register:
-        register_champion(spec, chosen)
+        register_champion(spec, chosen, model_file)
     return chosen.number, Path(out)
 
 
-def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
-    """Register the pyfunc model ``trial``'s MLflow run logged; alias it `champion`.
+def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial,
+                      model_file: Path | None = None) -> int:
+    """Register the pyfunc model ``trial``'s MLflow run logged (or ``model_file``, logged as
+    a pyfunc model of the experiment, tagged with the trial); alias it `champion`.
 
     A run tracked before trial models were pyfunc models holds only its ``model/model.pt``
     artifact: that file is logged as a pyfunc model of the run first.
@@ -131,7 +140,10 @@ def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
         raise CommandError(f"no MLflow run for trial {trial.number} of study {spec.name!r} in "
                            f"{hide_password(settings.tracking_uri)}")
     run_id = runs[0].info.run_id
-    model = tracker.run_model(run_id) or _log_artifact_model(tracker, run_id)
+    if model_file is not None:
+        model = tracker.log_model(None, model_file, {"retrained_from_trial": str(trial.number)})
+    else:
+        model = tracker.run_model(run_id) or _log_artifact_model(tracker, run_id)
     client, name = tracker.client, settings.registered_model
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name)

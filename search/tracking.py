@@ -231,10 +231,12 @@ class StudyTracker:
             self.log_model(run_id, trial_dir / MODEL_FILE)
         self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
 
-    def log_model(self, run_id: str, model_file: Path) -> LoggedModel:
-        """``model_file`` as a pyfunc LoggedModel, an output of run ``run_id``."""
+    def log_model(self, run_id: str | None, model_file: Path,
+                  tags: dict[str, str] | None = None) -> LoggedModel:
+        """``model_file`` as a pyfunc LoggedModel of the study, an output of run ``run_id``
+        (None: of no run)."""
         return log_detector(self.client, self.experiment_id, model_file, run_id,
-                            tags={STUDY: self.study_name})
+                            tags={STUDY: self.study_name, **(tags or {})})
 
     def run_model(self, run_id: str) -> LoggedModel | None:
         """The model run ``run_id`` logged last, if any."""

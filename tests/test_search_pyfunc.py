@@ -22,10 +22,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from studyutil import free_port, wait_for, write_spec
-from test_detect import save_tiny_model, write_wav
+from test_detect import save_tiny_model, tiny_detector, write_wav
 
 from musicdet.audio import load_audio
 from musicdet.cli import main
+from musicdet.modelfile import save_model
 from search.export import register_champion
 from search.pyfunc import pip_requirements
 from search.spec import load_spec
@@ -120,7 +121,7 @@ def test_each_trial_run_logs_its_model_and_export_registers_that_one(
     print(f"finish_trial with model logging: {champion.seconds:.2f} s")
 
 
-def test_register_logs_the_model_artifact_of_a_run_from_before_pyfunc_models(
+def test_register_logs_an_older_runs_model_artifact_or_a_retrained_model_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = load_spec(write_spec(tmp_path, str(tmp_path / "cache"), name="old"))
     tracker = StudyTracker(study_settings(spec), spec.name)
@@ -128,12 +129,18 @@ def test_register_logs_the_model_artifact_of_a_run_from_before_pyfunc_models(
     model = save_tiny_model(tmp_path / "model.pt")
     tracker.client.log_artifact(run_id, str(model), "model")  # how trials were logged before
     assert tracker.run_model(run_id) is None
-    register_champion(spec, frozen_trial(0))
+    detector = tiny_detector(window=20)  # another model: a retrained one, say
+    retrained = save_model(tmp_path / "retrained.pt", detector.model, detector.config,
+                           detector.normalizer, detector.metrics)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracker.settings.tracking_uri)
-    loaded = mlflow.pyfunc.load_model(f"models:/{tracker.settings.registered_model}@champion")
     audio = write_wav(tmp_path / "a.wav", 2.0)
-    np.testing.assert_allclose(loaded.predict({"path": str(audio)})["music_prob"][0],
-                               detect_scores(model, audio, tmp_path / "out"), atol=1e-5)
+    champion = f"models:/{tracker.settings.registered_model}@champion"
+    for version, registered in ((1, None), (2, retrained)):
+        assert register_champion(spec, frozen_trial(0), registered) == version
+        scores = mlflow.pyfunc.load_model(champion).predict({"path": str(audio)})["music_prob"]
+        expected = detect_scores(registered or model, audio, tmp_path / f"out{version}")
+        np.testing.assert_allclose(scores[0], expected, rtol=0, atol=1e-5)
+    assert tracker.run_model(run_id) is not None  # the old artifact, now a logged model
 
 
 @pytest.mark.slow  # ≈ 30 s: the server imports MLflow, torch and the model in a process
