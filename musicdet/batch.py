@@ -337,7 +337,7 @@ def _run_parallel(tasks: Sequence[Task], jobs: int, model: str | Path | Detector
                   on_audio: Callable[[float], object]) -> None:
     """Run ``tasks`` in ``jobs`` spawned processes, at most two queued per process; a
     worker's error other than an unreadable file stops the run and is raised here."""
-    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"),
+    pool = ProcessPoolExecutor(max(1, min(jobs, len(tasks))), mp_context=get_context("spawn"),
                                initializer=_start_worker, initargs=(model, device, options))
     queue = iter(tasks)
     running: dict[Future, Task] = {}
