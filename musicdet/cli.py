@@ -161,20 +161,31 @@ def cmd_detect(args: argparse.Namespace) -> int:
     shorter than --min-music dropped. tsv/csv/json list music and no-music segments,
     audacity and rttm music only. The model: --model PATH, or a first input ending in .pt
     (musicdet detect MODEL.pt AUDIO...), else the default detector (musicdet info).
+
+    Archive runs: folders are searched recursively and --list FILE adds one path per line;
+    outputs mirror each file's path below its folder (OUT/sub/NAME.segments.EXT). --jobs N
+    scores files in N worker processes. A run is resumable: files whose outputs are there
+    are skipped (unless --overwrite; other model or smoothing settings redo every file). A
+    file that cannot be read is reported with its reason and the others go on; the summary
+    (files done, skipped, failed; hours of audio; x realtime) is printed and written to
+    OUT/detect-summary.txt, and the exit status is 1 if any file failed.
     """
-    from .detect import Smoothing, detect
+    from .batch import detect
+    from .detect import Smoothing
     smoothing = Smoothing(
         median_seconds=args.median, threshold=args.threshold,
         low_threshold=args.low_threshold, min_music=args.min_music,
         min_non_music=args.min_non_music,
     )
-    model, audio = _model_and_audio(args.model, args.inputs)
-    failures = detect(
-        model, audio, args.out, smoothing=smoothing, segment_format=args.format,
-        frame_scores=args.frame_scores, block_seconds=args.block_seconds,
-        skip_bad=args.skip_bad, device=args.device, progress=not args.quiet,
+    model, audio = _model_and_audio(args.model, args.inputs, args.list is not None)
+    summary = detect(
+        model, audio, args.out, list_file=args.list, smoothing=smoothing,
+        segment_format=args.format, frame_scores=args.frame_scores,
+        block_seconds=args.block_seconds, jobs=args.jobs, overwrite=args.overwrite,
+        device=args.device, progress=not args.quiet,
     )
-    return _report_failures(failures)
+    print(summary.lines()[0])
+    return _report_failures(summary.failures)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -201,13 +212,17 @@ def default_model() -> Path:
     return default_model()
 
 
-def _model_and_audio(model: Path | None, inputs: Sequence[str]) -> tuple[Path, list[str]]:
+def _model_and_audio(model: Path | None, inputs: Sequence[str], listed: bool = False
+                     ) -> tuple[Path, list[str]]:
     """detect's model and audio inputs: --model, else a first input ending in .pt, else the
-    default detector."""
-    if model is None and inputs[0].lower().endswith(MODEL_SUFFIX):
+    default detector. Without a ``listed`` file there must be an audio input."""
+    if model is None and inputs and inputs[0].lower().endswith(MODEL_SUFFIX):
         model, inputs = Path(inputs[0]), inputs[1:]
-        if not inputs:
+        if not inputs and not listed:
             raise ConfigError("AUDIO", f"no audio inputs after the model file {model}")
+    if not inputs and not listed:
+        raise ConfigError("AUDIO", "no audio inputs; expected audio files, folders, globs "
+                                   "or --list FILE")
     return model or default_model(), list(inputs)
 
 
@@ -297,9 +312,12 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _detect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="AUDIO",
-                   help="audio files, folders or globs; without --model, a first one ending "
-                        "in .pt is the model file")
+    p.add_argument("inputs", nargs="*", metavar="AUDIO",
+                   help="audio files, folders (searched recursively) or globs; without "
+                        "--model, a first one ending in .pt is the model file")
+    p.add_argument("--list", type=Path, metavar="FILE",
+                   help="also the audio files listed in FILE, one path per line (relative "
+                        "to the current folder; blank lines and # comments ignored)")
     p.add_argument("--model", type=Path, metavar="PATH", help=f"model file ({DEFAULT_HELP})")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", choices=["tsv", "csv", "audacity", "rttm", "json"], default="tsv",
@@ -319,7 +337,11 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    metavar="SECONDS", help="fill shorter no-music gaps between music (1.0)")
     p.add_argument("--block-seconds", type=float, default=60.0, metavar="SECONDS",
                    help="audio block length for streaming (60)")
-    p.add_argument("--skip-bad", action="store_true", help="report unreadable files and go on")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes, one model and one torch thread each (1: this "
+                        "process, torch's own thread count)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo files whose outputs are already there")
     _device_arg(p)
 
 

@@ -1,9 +1,9 @@
 """Music detection on recordings of any length: streamed scoring, smoothing, segments, writers.
 
-``detect(model, inputs, out_dir)`` scores each file block by block (`stream_probabilities`),
-smooths the frame probabilities into music / no-music decisions (`decide`), turns them into
-segments and writes them (``NAME.segments.EXT``) plus, optionally, the frame scores
-(``NAME.frames.csv|npy``).
+``detect_file(detector, path)`` scores a file block by block (`stream_probabilities`), smooths
+the frame probabilities into music / no-music decisions (`decide`) and turns them into
+segments; the writers write them (``NAME.segments.EXT``) and, optionally, the frame scores
+(``NAME.frames.csv|npy``). `musicdet.batch.detect` runs it over many files.
 
 Streaming is exact: features are computed on audio blocks with half a window of context, and
 the scorer blends windows on the same global grid as `Detector.probabilities` on the whole
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,15 +27,13 @@ from typing import Literal, TypeVar, get_args
 
 import numpy as np
 from scipy.ndimage import median_filter
-from tqdm import tqdm
 
-from .audio import AudioError, audio_duration, find_audio, stream_audio
+from .audio import stream_audio
 from .configtools import require
 from .datasets import MUSIC, NO_MUSIC
-from .devices import choose_device
 from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, save_npy, write_text
-from .modelfile import Detector, load_model
+from .modelfile import Detector
 from .sequences import sigmoid
 
 SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
@@ -351,78 +348,6 @@ def detect_file(
     duration = samples / config.sample_rate
     segments = to_segments(decisions, config.hop_seconds, duration)
     return Detection(Path(path), probabilities, decisions, segments, duration)
-
-
-def detect(
-    model: str | Path | Detector,
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    *,
-    smoothing: Smoothing | None = None,
-    segment_format: SegmentFormat = "tsv",
-    frame_scores: FrameFormat | None = None,
-    block_seconds: float = 60.0,
-    skip_bad: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
-) -> list[tuple[Path, str]]:
-    """Detect music in every audio file of ``inputs`` (files, folders, globs) into ``out_dir``.
-
-    Writes ``NAME.segments.EXT`` and, with ``frame_scores``, ``NAME.frames.csv|npy``. A file
-    that cannot be read raises its `AudioError`, unless ``skip_bad``: then the others go on
-    and the failures are returned as ``(path, message)``. The model is moved to ``device``
-    (auto | cpu | cuda, see `choose_device`) for scoring.
-    """
-    require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
-            segment_format)
-    require(frame_scores is None or frame_scores in FRAME_FORMATS, "frame_scores",
-            f"one of {FRAME_FORMATS}", frame_scores)
-    torch_device = choose_device(device)
-    detector = model if isinstance(model, Detector) else load_model(model)
-    detector.model.to(torch_device)
-    paths = find_audio(inputs)
-    out = Path(out_dir)
-    hop_seconds = detector.config.features.hop_seconds
-    failures: list[tuple[Path, str]] = []
-    total = sum(_duration_or_zero(path) for path in paths)
-    with tqdm(total=round(total, 2), unit="s", desc="detect", disable=not progress) as bar:
-        for path, name in zip(paths, output_names(paths), strict=True):
-            try:
-                result = detect_file(detector, path, smoothing, block_seconds, bar.update)
-            except AudioError as error:
-                if not skip_bad:
-                    raise
-                failures.append((path, str(error)))
-                continue
-            suffix = SEGMENT_SUFFIXES[segment_format]
-            write_segments(out / f"{name}.segments.{suffix}", result.segments, segment_format,
-                           name)
-            if frame_scores is not None:
-                write_frame_scores(out / f"{name}.frames.{frame_scores}", result.probabilities,
-                                   frame_scores, hop_seconds)
-    return failures
-
-
-def output_names(paths: Sequence[Path]) -> list[str]:
-    """A distinct output name per input: its stem, or where stems collide its path below the
-    inputs' common folder joined by ``__``. Names hold no path separator, so outputs stay in
-    the output folder."""
-    names = [path.stem for path in paths]
-    if len(set(names)) < len(names):
-        resolved = [path.resolve() for path in paths]
-        root = Path(os.path.commonpath([path.parent for path in resolved]))
-        names = ["__".join(path.relative_to(root).parts) for path in resolved]
-    if len(set(names)) < len(names):
-        raise ValueError("inputs: the same file is named twice; expected distinct files")
-    return [name.replace(os.sep, "_") or "_" for name in names]
-
-
-def _duration_or_zero(path: Path) -> float:
-    """Seconds of ``path`` for the progress bar; 0 when its header is unreadable."""
-    try:
-        return audio_duration(path)
-    except AudioError:
-        return 0.0
 
 
 def _with_last(items: Iterable[T]) -> Iterator[tuple[T, bool]]:

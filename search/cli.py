@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from musicdet import __version__
 from musicdet.configtools import ConfigError
@@ -100,7 +101,8 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the best trial's run config, or trial N's (for musicdet train --config)."""
     spec = _spec(args)
-    number, path = export_best(spec, args.out, register=args.register, trial=args.trial)
+    number, path = export_best(spec, args.out, register=args.register, trial=args.trial,
+                               model_file=args.model)
     if args.trial is not None and number != args.trial:
         print(f"trial {args.trial} is a duplicate of trial {number} (same configuration)")
     print(f"trial {number} → {path}")
@@ -228,7 +230,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="export trial number N (COMPLETE; not PRUNED) instead of the best; "
                         "needed for a multi-objective study (e.g. a point of its Pareto front)")
     p.add_argument("--register", action="store_true",
-                   help="register the exported trial's model in MLflow with alias champion")
+                   help="register the exported trial's model in MLflow with alias champion "
+                        "(a pyfunc model: mlflow models serve -m models:/NAME@champion)")
+    p.add_argument("--model", type=Path, metavar="PATH",
+                   help="with --register: register this model file instead, e.g. the one "
+                        "musicdet train --config made from the exported YAML")
 
 
 def _best_args(p: argparse.ArgumentParser) -> None:

@@ -14,20 +14,25 @@ point of its Pareto front (any COMPLETE trial is accepted).
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from mlflow.entities import LoggedModel
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from musicdet.config import RunConfig
+from musicdet.configtools import ConfigError
 from musicdet.errors import CommandError, ExitStatus, UnfinishedError
+from musicdet.modelfile import load_model
 
 from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
 from .study import DUPLICATE_OF, open_storage, pareto_front, trial_origin
-from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
+from .tracking import MODEL_FILE, ORIGIN, ROLE, StudyTracker, study_settings
 
 PARETO_TABLE = "pareto_front.txt"  # the table's file on the parent run and under summary/
 
@@ -149,19 +154,30 @@ def trial_config(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> RunConfig:
 
 
 def export_best(spec: StudySpec, out: str | Path, register: bool = False,
-                trial: int | None = None) -> tuple[int, Path]:
+                trial: int | None = None, model_file: Path | None = None) -> tuple[int, Path]:
     """Write the config YAML of the best trial (or of trial number ``trial``) to ``out``
-    (atomically); optionally register its model as ``<registered_model>@champion``. Returns
-    the trial number and the path."""
+    (atomically); optionally register its model (or ``model_file``, e.g. the model
+    `musicdet train --config` made from that YAML) as ``<registered_model>@champion``.
+    Returns the trial number and the path."""
+    if model_file is not None and not register:
+        raise ConfigError("--model", "names the model to register: it needs --register")
     chosen = chosen_trial(spec, load_study(spec), trial)
+    if model_file is not None:
+        load_model(model_file)  # a bad model file is refused before anything is written
     trial_config(spec, chosen).save(out)
     if register:
-        register_champion(spec, chosen)
+        register_champion(spec, chosen, model_file)
     return chosen.number, Path(out)
 
 
-def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
-    """Register the model file logged by ``trial``'s MLflow run; alias it `champion`."""
+def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial,
+                      model_file: Path | None = None) -> int:
+    """Register the pyfunc model ``trial``'s MLflow run logged (or ``model_file``, logged as
+    a pyfunc model of the experiment, tagged with the trial); alias it `champion`.
+
+    A run tracked before trial models were pyfunc models holds only its ``model/model.pt``
+    artifact: that file is logged as a pyfunc model of the run first.
+    """
     settings = study_settings(spec)
     tracker = StudyTracker(settings, spec.name, create=False)
     origin = trial_origin(trial)
@@ -171,15 +187,30 @@ def register_champion(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> int:
     if not runs:
         raise CommandError(f"no MLflow run for trial {trial.number} of study {spec.name!r} in "
                            f"{hide_password(settings.tracking_uri)}")
-    run = runs[0]
+    run_id = runs[0].info.run_id
+    if model_file is not None:
+        model = tracker.log_model(None, model_file, {"retrained_from_trial": str(trial.number)})
+    else:
+        model = tracker.run_model(run_id) or _log_artifact_model(tracker, run_id)
     client, name = tracker.client, settings.registered_model
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name)
     version = client.create_model_version(
-        name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+        name, source=model.artifact_location, run_id=run_id, model_id=model.model_id,
         tags={"study": spec.name, "optuna_trial": str(trial.number)})
     client.set_registered_model_alias(name, "champion", version.version)
     return int(version.version)
+
+
+def _log_artifact_model(tracker: StudyTracker, run_id: str) -> LoggedModel:
+    """Log run ``run_id``'s ``model/model.pt`` artifact as its pyfunc model."""
+    with tempfile.TemporaryDirectory(prefix="musicdet-champion-") as tmp:
+        try:
+            path = tracker.client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+        except MlflowException as error:
+            raise CommandError(f"MLflow run {run_id} holds no model (no logged model, no "
+                               f"model/{MODEL_FILE} artifact): {error.message}") from None
+        return tracker.log_model(run_id, Path(path))
 
 
 def _params(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> dict:

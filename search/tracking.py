@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import LoggedModel, Metric, Param, Run, RunStatus, RunTag
 
 from musicdet.configtools import ConfigError, from_dict, load_yaml
 from musicdet.errors import UnfinishedError
 from musicdet.fsutil import write_text
 
 from .figures import study_figures
+from .pyfunc import log_detector
 from .spec import (
     RUN_IT_FIRST,
     SETTINGS_FILE,
@@ -43,7 +44,8 @@ T = TypeVar("T")
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 ROLE, STUDY, TRIAL = "musicdet.role", "musicdet.study", "musicdet.trial"
 ORIGIN = "musicdet.trial_origin"
-TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json", "model.pt")
+TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json")
+MODEL_FILE = "model.pt"  # a trial folder's model, logged as a pyfunc LoggedModel of its run
 # The UI view `musicdet-search ui` opens: MLflow keeps shared views in experiment tags.
 SHARED_VIEW_TAG, TRIALS_VIEW = "mlflow.sharedViewState.", "musicdet-trials"
 UI_CURVES = ("val_auc", "val_eer", "val_loss", "train_loss")
@@ -209,8 +211,8 @@ class StudyTracker:
     def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
                      trial_dir: Path | None, reason: str | None = None,
                      node_id: str | None = None) -> None:
-        """best_* summaries, artifacts from ``trial_dir``, status and optuna_state tags, end
-        the run."""
+        """best_* summaries, artifacts from ``trial_dir`` and its model file as a pyfunc
+        LoggedModel (`search.pyfunc`), status and optuna_state tags, end the run."""
         if summary:
             self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
         tags = [RunTag("status", status)]
@@ -223,9 +225,24 @@ class StudyTracker:
         self.client.log_batch(run_id, tags=tags)
         for name in TRIAL_ARTIFACTS:
             if trial_dir is not None and (trial_dir / name).is_file():
-                folder = "model" if name == "model.pt" else None
-                self.client.log_artifact(run_id, str(trial_dir / name), folder)
+                self.client.log_artifact(run_id, str(trial_dir / name))
+        if trial_dir is not None and (trial_dir / MODEL_FILE).is_file():
+            self.log_model(run_id, trial_dir / MODEL_FILE)
         self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
+
+    def log_model(self, run_id: str | None, model_file: Path,
+                  tags: dict[str, str] | None = None) -> LoggedModel:
+        """``model_file`` as a pyfunc LoggedModel of the study, an output of run ``run_id``
+        (None: of no run)."""
+        return log_detector(self.client, self.experiment_id, model_file, run_id,
+                            tags={STUDY: self.study_name, **(tags or {})})
+
+    def run_model(self, run_id: str) -> LoggedModel | None:
+        """The model run ``run_id`` logged last, if any."""
+        found = self.client.search_logged_models(
+            [self.experiment_id], filter_string=f"source_run_id = '{run_id}'", max_results=1,
+            order_by=[{"field_name": "creation_timestamp", "ascending": False}])
+        return found[0] if found else None
 
     def summarise(self, parent_id: str, study: optuna.Study, folder: Path,
                   front: Sequence[optuna.trial.FrozenTrial] = (),

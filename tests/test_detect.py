@@ -12,6 +12,7 @@ import soundfile
 import torch
 
 from musicdet.audio import load_audio
+from musicdet.batch import detect
 from musicdet.cli import main
 from musicdet.config import RunConfig
 from musicdet.configtools import ConfigError
@@ -22,12 +23,10 @@ from musicdet.detect import (
     binarize,
     context_range,
     decide,
-    detect,
     detect_file,
     drop_short_music,
     fill_gaps,
     median_smooth,
-    output_names,
     stream_features,
     stream_logits,
     to_segments,
@@ -223,15 +222,6 @@ def test_json_parses_back(tmp_path: Path) -> None:
     assert [Segment(**s) for s in data["segments"]] == SEGMENTS
 
 
-def test_output_names_are_distinct_and_stay_in_the_folder(tmp_path: Path) -> None:
-    paths = [tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", tmp_path / "b" / "..wav"]
-    names = output_names(paths)
-    assert len(set(names)) == 3
-    out = tmp_path / "out"
-    for name in names:
-        assert (out / f"{name}.segments.tsv").resolve().parent == out.resolve()
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -279,7 +269,7 @@ def test_detect_times_frames_and_segments_on_the_model_hop(tmp_path: Path) -> No
     normalizer = Normalizer.fit([extract_features(signal, config.features)], config.features)
     detector = Detector(LoudnessModel(), config, normalizer, {"val_threshold": 0.5})
     assert detect(detector, [tmp_path / "prog.wav"], tmp_path / "out", frame_scores="csv",
-                  progress=False) == []
+                  progress=False).failures == []
     with open(tmp_path / "out" / "prog.frames.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 + 160000 // 320
@@ -317,10 +307,10 @@ def test_skip_bad_does_not_skip_a_bug_of_ours(tmp_path: Path, model_file: Path,
     monkeypatch.setattr("musicdet.audio._rebuffer", broken)
     audio = write_wav(tmp_path / "in" / "prog.wav", 1.0)
     with pytest.raises(TypeError, match="a bug in rebuffering"):
-        detect(model_file, [audio], tmp_path / "out", skip_bad=True, progress=False)
+        detect(model_file, [audio], tmp_path / "out", progress=False)
 
 
-def test_cli_skip_bad_reports_and_fails(
+def test_cli_reports_a_bad_file_and_goes_on(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "in"
@@ -329,8 +319,9 @@ def test_cli_skip_bad_reports_and_fails(
     (folder / "bad.wav").write_bytes(b"RIFF not really a wave file")
     out = tmp_path / "out"
     args = ["detect", str(model_file), str(folder), "--out", str(out), "--quiet"]
-    assert main([*args, "--skip-bad"]) == 1
-    assert "bad.wav" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["good1.segments.tsv", "good2.segments.tsv"]
-    assert main(args) == 2  # without --skip-bad the first bad file stops the run
-    assert "bad.wav" in capsys.readouterr().err
+    for extra in ([], ["--skip-bad"]):  # --skip-bad: accepted, what happens anyway
+        assert main([*args, *extra, "--overwrite"]) == 1
+        captured = capsys.readouterr()
+        assert "bad.wav" in captured.err and "2 files done" in captured.out
+        assert sorted(p.name for p in out.iterdir()) == [
+            "detect-run.json", "detect-summary.txt", "good1.segments.tsv", "good2.segments.tsv"]

@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
@@ -72,7 +73,8 @@ def test_local_study_tracks_every_trial_and_exports_a_reproducible_config(
         assert [m.step for m in history] == [1, 2]
         assert run.data.metrics["best_val_auc"] == max(m.value for m in history)
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"roc.png", "scores.png", "config.yaml", "history.json", "model"} <= files
+        assert {"roc.png", "scores.png", "config.yaml", "history.json"} <= files
+        assert client.get_run(run.info.run_id).outputs.model_outputs  # its pyfunc model
 
     number, path = export_best(spec, tmp_path / "best.yaml", register=True)
     assert number == study.best_trial.number
@@ -80,6 +82,9 @@ def test_local_study_tracks_every_trial_and_exports_a_reproducible_config(
     assert retrained.best.val_auc == pytest.approx(study.best_value, abs=0.005)
     champion = client.get_model_version_by_alias("musicdet-detector", "champion")
     assert champion.run_id in {r.info.run_id for r in runs}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/runs/mlflow.db")
+    served = mlflow.pyfunc.load_model("models:/musicdet-detector@champion")
+    assert len(served.predict({"audio": np.zeros(16000)})["music_prob"][0]) == 101
 
     capsys.readouterr()
     assert search_main(["best", str(tmp_path / "study.yaml")]) == 0
@@ -206,7 +211,8 @@ def test_two_drivers_on_postgresql_then_mlflow_server_rest(
         params = {p["key"]: p["value"] for p in trained["data"]["params"]}
         assert set(params) == {"loss", "alpha", "beta", "gamma", "lam", "delta"}
         files = {f["path"] for f in rest(base, f"artifacts/list?run_id={run_id}")["files"]}
-        assert {"roc.png", "config.yaml", "model"} <= files
+        assert {"roc.png", "config.yaml"} <= files
+        assert trained["outputs"]["model_outputs"]  # the trial's pyfunc LoggedModel
     finally:
         server.terminate()
         server.wait(timeout=30)
