@@ -319,9 +319,8 @@ def test_cli_reports_a_bad_file_and_goes_on(
     (folder / "bad.wav").write_bytes(b"RIFF not really a wave file")
     out = tmp_path / "out"
     args = ["detect", str(model_file), str(folder), "--out", str(out), "--quiet"]
-    for extra in ([], ["--skip-bad"]):  # --skip-bad: accepted, what happens anyway
-        assert main([*args, *extra, "--overwrite"]) == 1
-        captured = capsys.readouterr()
-        assert "bad.wav" in captured.err and "2 files done" in captured.out
-        assert sorted(p.name for p in out.iterdir()) == [
-            "detect-run.json", "detect-summary.txt", "good1.segments.tsv", "good2.segments.tsv"]
+    assert main([*args, "--overwrite"]) == 1
+    captured = capsys.readouterr()
+    assert "bad.wav" in captured.err and "2 files done" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "detect-run.json", "detect-summary.txt", "good1.segments.tsv", "good2.segments.tsv"]
