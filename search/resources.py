@@ -33,7 +33,7 @@ from musicdet.train import PreparedData, SharedData, prepare_data
 from .spec import ResourcesSpec, StudySpec
 
 AUTO_LIMIT_BYTES = 1 << 30
-"""``auto`` sends features through the object store up to 1 GiB (≈ 32 h of audio at 140
+"""``auto`` sends features through the object store up to 1 GiB (≈ 5.3 h of audio at 140
 float32 per 10 ms frame: 56 kB/s), well inside the store Ray sizes by default (30 % of a
 node's memory) with room for the trials' checkpoints; above it, through the shared cache."""
 FEATURE_BYTES = 4  # float32
