@@ -9,8 +9,9 @@ Features reach trials one of two ways (``storage.features.transport``):
   share) holds every file's features, one .npy each (written atomically, so drivers building
   it at once each rename complete files into place); trials get the paths, the labels and the
   normaliser (`SharedData`) and memory-map the files, reading only the windows they draw.
-- ``auto`` (the default): shared_cache when the features would exceed `AUTO_LIMIT_BYTES`,
-  estimated from the audio's duration before any feature is computed, else object_store.
+- ``auto`` (the default): shared_cache when the features would exceed `AUTO_LIMIT_BYTES` or
+  half the smallest node's object store, estimated from the audio's duration before any
+  feature is computed, else object_store.
 
 Devices: a trial reserves ``resources.gpus`` of a GPU and trains on cuda (Ray sets its
 CUDA_VISIBLE_DEVICES); with ``gpus: 0`` it trains on cpu. Where the Ray cluster has no GPU, the
@@ -20,8 +21,11 @@ request is ignored with one line (the trials reserve none and train on cpu), or 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
+
+import ray
 
 from musicdet.audio import audio_duration
 from musicdet.config import RunConfig
@@ -47,21 +51,30 @@ def estimated_bytes(config: RunConfig) -> int:
     return frames * features.dims * FEATURE_BYTES
 
 
-def trial_data(spec: StudySpec, config: RunConfig,
-               progress: bool) -> tuple[PreparedData | SharedData, str]:
+def smallest_object_store() -> float:
+    """Bytes of the smallest object store among the live nodes of the connected Ray cluster."""
+    return min((node["Resources"].get("object_store_memory", math.inf)
+                for node in ray.nodes() if node["Alive"]), default=math.inf)
+
+
+def trial_data(spec: StudySpec, config: RunConfig, progress: bool,
+               store_bytes: float = math.inf) -> tuple[PreparedData | SharedData, str]:
     """The features the trials of ``spec`` get (as `run_trial`'s ``data``), and one line
-    saying how much, which way and how long they took to get ready."""
-    transport = spec.storage.features.transport
+    saying how much, which way and how long they took to get ready; ``store_bytes``: the
+    smallest node's object store (`smallest_object_store`), for ``auto``."""
+    asked = transport = spec.storage.features.transport
     started = time.perf_counter()
-    if transport == "auto":
-        transport = "shared_cache" if estimated_bytes(config) > AUTO_LIMIT_BYTES \
-            else "object_store"
+    if asked == "auto":
+        limit = min(AUTO_LIMIT_BYTES, store_bytes / 2)
+        transport = "shared_cache" if estimated_bytes(config) > limit else "object_store"
+        asked = f"auto → {transport} (limit {limit / 1e6:.0f} MB)"
     if transport == "object_store":
         data = prepare_data(config, progress)
-        how = "through Ray's object store (storage.features.transport: object_store)"
+        how = "through Ray's object store"
     else:
         data = prepare_data(config, progress, cache_dir=spec.feature_cache, mmap=True)
-        how = f"memory-mapped from {spec.feature_cache} (storage.features.transport: shared_cache)"
+        how = f"memory-mapped from {spec.feature_cache}"
+    how += f" (storage.features.transport: {asked})"
     examples = data.train + data.validation
     size = sum(e.features.nbytes for e in examples) / 1e6
     shared = SharedData.of(data, config.features) if transport == "shared_cache" else data

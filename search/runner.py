@@ -31,7 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 from musicdet.config import METRIC_DIRECTIONS, RunConfig
 from musicdet.train import PreparedData, SharedData
 
-from .resources import on_device, trial_data, trial_device
+from .resources import on_device, smallest_object_store, trial_data, trial_device
 from .space import complete_params, describe, logged_params, sample
 from .spec import SearchSpec, StudySpec, hide_password
 from .study import (
@@ -547,7 +547,7 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
         if device.note:
             _say(out, device.note)
         config = on_device(spec.base_config(), device)
-        data, line = trial_data(spec, config, progress=out is not None)
+        data, line = trial_data(spec, config, out is not None, smallest_object_store())
         _say(out, line)
         _tune(spec, study, storage, tracker, parent_id, config, data, device.gpus, out)
     finally:

@@ -144,12 +144,12 @@ OBJECT_STORE_BYTES = 80_000_000  # per node; Ray's minimum is 75 MiB (78.6 MB)
 
 def test_features_larger_than_the_object_store_reach_both_nodes_from_the_shared_cache(
         tmp_path) -> None:
-    """30 min of audio (≈ 100 MB of features) on nodes whose object stores hold 80 MB each."""
+    """30 min of audio (≈ 100 MB of features) on nodes whose object stores hold 80 MB each:
+    ``auto`` chooses the shared cache (the features exceed half the smallest store)."""
     bench("feature_transport").write_corpus(tmp_path / "corpus", 30 * 60)
     path = write_spec(tmp_path, str(tmp_path / "cache"), name="large", search={"n_trials": 2},
                       data={"format": "generic", "path": str(tmp_path / "corpus")},
                       training={"epochs": 1, "batch_size": 8, "sequences_per_epoch": 16},
-                      storage={"features": {"transport": "shared_cache"}},
                       resources={"cpus": 1, "max_concurrent": 2})
     with two_node_cluster(tmp_path, "--object-store-memory", str(OBJECT_STORE_BYTES)) as address:
         driver = start_driver(path, "--address", address, cwd=tmp_path, env=CLUSTER_ENV)
@@ -158,7 +158,8 @@ def test_features_larger_than_the_object_store_reach_both_nodes_from_the_shared_
     assert "2/2 trials finished" in out
     features = next(line for line in out.splitlines() if line.startswith("features: "))
     assert float(features.split()[3]) * 1e6 > OBJECT_STORE_BYTES, features
-    assert f"memory-mapped from {tmp_path}/runs/large/features " in features
+    assert f"memory-mapped from {tmp_path}/runs/large/features (storage.features.transport: " \
+           "auto → shared_cache (limit 40 MB))" in features
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/runs/large/optuna.db")
     trials = study_trials(storage, "large")
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2

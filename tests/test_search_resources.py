@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from studyutil import DRIVER_ENV, start_driver, write_spec
 
 from musicdet.configtools import ConfigError
-from musicdet.train import prepare_data
-from search.resources import TrialDevice, estimated_bytes, trial_device
+from musicdet.train import PreparedData, SharedData, prepare_data
+from search.resources import TrialDevice, estimated_bytes, trial_data, trial_device
 from search.runner import run_study
 from search.spec import ResourcesSpec, load_spec
 from search.trainable import epoch_history, trial_dir, worker_info
@@ -31,11 +32,19 @@ def test_a_gpu_request_trains_on_cuda_where_ray_has_a_gpu_else_is_ignored_or_ref
         trial_device(ResourcesSpec(gpus=0.5, require_gpu=True), 0.0)
 
 
-def test_auto_sizes_the_features_from_the_audio_before_computing_them(tmp_path,
-                                                                     cache_dir) -> None:
-    config = load_spec(write_spec(tmp_path, cache_dir)).base_config()
+def test_auto_sizes_the_features_from_the_audio_and_maps_them_above_half_the_store(
+        tmp_path, cache_dir) -> None:
+    spec = load_spec(write_spec(tmp_path, cache_dir))
+    config = spec.base_config()
     data = prepare_data(config, progress=False)
-    assert estimated_bytes(config) == sum(e.features.nbytes for e in data.train + data.validation)
+    size = sum(e.features.nbytes for e in data.train + data.validation)
+    assert estimated_bytes(config) == size
+    assert isinstance(trial_data(spec, config, False, 2 * size)[0], PreparedData)
+    shared, line = trial_data(spec, config, False, 2 * size - 2)
+    assert isinstance(shared, SharedData)
+    assert f"(storage.features.transport: auto → shared_cache (limit {size / 1e6:.0f} MB))" \
+        in line
+    assert [Path(e.path).parent for e in shared.train] == [spec.feature_cache] * len(shared.train)
 
 
 @pytest.mark.slow
