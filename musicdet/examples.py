@@ -61,29 +61,35 @@ def corpus_manifest(data: DataConfig) -> dict[str, Any] | None:
 
 
 def load_examples(
-    data: DataConfig, features: FeatureConfig, progress: bool = True
+    data: DataConfig, features: FeatureConfig, progress: bool = True,
+    cache_dir: str | Path | None = None, mmap: bool = False,
 ) -> list[Example]:
-    """Every labelled file of ``data`` as an `Example` with raw (unnormalised) features."""
-    cache = FeatureCache(data.cache_dir)
+    """Every labelled file of ``data`` as an `Example` with raw (unnormalised) features, from
+    the feature cache at ``cache_dir`` (default ``data.cache_dir``); ``mmap``: features are
+    read-only memory maps of the cache files (see `FeatureCache.load`)."""
+    cache = FeatureCache(cache_dir or data.cache_dir)
     items = labelled_audio(data, progress)
     return [
-        load_example(item, cache, features)
+        load_example(item, cache, features, mmap)
         for item in tqdm(items, desc="features", unit="file", disable=not progress)
     ]
 
 
-def load_example(item: LabelledAudio, cache: FeatureCache, features: FeatureConfig) -> Example:
+def load_example(item: LabelledAudio, cache: FeatureCache, features: FeatureConfig,
+                 mmap: bool = False) -> Example:
     """One labelled file's raw features (through ``cache``) with the labels and mask of those
     frames, on the features' own grid."""
-    matrix = cache.load(item.audio, features)
+    matrix = cache.load(item.audio, features, mmap)
     labels, mask = frame_labels(item, len(matrix), features.hop_seconds)
     return Example(item.audio.stem, matrix, labels, mask)
 
 
 def validation_examples(
-    data: DataConfig, features: FeatureConfig, progress: bool = True
+    data: DataConfig, features: FeatureConfig, progress: bool = True,
+    cache_dir: str | Path | None = None, mmap: bool = False,
 ) -> list[Example]:
-    """The files of a run's ``validation:`` section, raw features through the same cache.
+    """The files of a run's ``validation:`` section, raw features through the same cache
+    (``cache_dir`` and ``mmap`` as in `load_examples`).
 
     For synth, the programmes of that corpus made from validation material (corpus.json's
     validation list); for the other formats every file. Raises `ConfigError` naming
@@ -92,7 +98,7 @@ def validation_examples(
     if data.format != "synth" and not Path(data.path or "").exists():
         raise ConfigError("validation.path", f"{data.path} does not exist; expected the "
                                              f"validation set's {data.format} dataset")
-    examples = load_examples(data, features, progress)
+    examples = load_examples(data, features, progress, cache_dir, mmap)
     manifest = corpus_manifest(data)
     if manifest is not None:
         examples = [e for e in examples if e.name in set(manifest["validation"])]

@@ -435,6 +435,29 @@ class Normalizer:
         return configtools.from_dict(cls, data)
 
 
+class ScaledFeatures:
+    """Raw (T, dims) features seen through a `Normalizer`, scaled as they are read: slicing
+    gives the scaled frames of the slice only, so a memory-mapped matrix is never copied whole
+    (training reads the windows it draws). Values equal ``normalizer.apply(raw)[key]``."""
+
+    def __init__(self, raw: np.ndarray, normalizer: Normalizer) -> None:
+        self.raw, self.normalizer = raw, normalizer
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.raw.shape
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.normalizer.apply(self.raw[key])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        scaled = self.normalizer.apply(np.asarray(self.raw))
+        return scaled if dtype is None else scaled.astype(dtype, copy=False)
+
+
 def signal_frames(matrix: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """(T,) bool: frames of raw features (T, dims) whose window holds no digital silence.
 
@@ -486,18 +509,24 @@ class FeatureCache:
         """Where the features of ``path`` under ``config`` are stored."""
         return self.root / f"{self.key(path, config)}.npy"
 
-    def load(self, path: str | Path, config: FeatureConfig | None = None) -> np.ndarray:
-        """Raw (T, dims) float32 features of ``path``: from the cache, else computed and stored."""
+    def load(self, path: str | Path, config: FeatureConfig | None = None,
+             mmap: bool = False) -> np.ndarray:
+        """Raw (T, dims) float32 features of ``path``: from the cache, else computed and stored.
+
+        ``mmap``: a read-only `np.memmap` of the cache file (its ``filename`` says which),
+        which reads from disk only the frames that are sliced.
+        """
         config = config or FeatureConfig()
         if not Path(path).is_file():
             raise AudioError(path, "no such file")
         stored = self.path(path, config)
+        mode = "r" if mmap else None
         try:
-            return np.load(stored)
+            return np.load(stored, mmap_mode=mode)
         except (OSError, ValueError, EOFError):  # absent, or not an .npy written by us: recompute
             features = extract_file(path, config)
             save_npy(stored, features)
-            return features
+            return np.load(stored, mmap_mode=mode) if mmap else features
 
 
 @functools.lru_cache(maxsize=65536)

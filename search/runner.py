@@ -28,11 +28,12 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from musicdet.config import METRIC_DIRECTIONS
+from musicdet.config import METRIC_DIRECTIONS, RunConfig
 from musicdet.examples import validation_examples
-from musicdet.train import prepare_data
+from musicdet.train import PreparedData, SharedData
 
 from .export import PARETO_TABLE, pareto_table
+from .resources import on_device, smallest_object_store, trial_data, trial_device
 from .significance import compare_top
 from .space import complete_params, describe, logged_params, sample
 from .spec import TRAINING_SECONDS, SearchSpec, StudySpec, hide_password
@@ -588,10 +589,25 @@ def run_study(spec: StudySpec, *, resume: bool = False, address: str | None = No
 def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
               tracker: StudyTracker, parent_id: str, address: str | None,
               num_cpus: int | None, out: TextIO | None) -> None:
-    """One Tuner session over the study; on any exit this driver's live trials are requeued."""
-    config = spec.base_config()
-    data = prepare_data(config, progress=out is not None)
+    """Start or join Ray, say where trials train and how they get features, then tune."""
     started_ray = connect_ray(address, num_cpus)
+    try:
+        device = trial_device(spec.resources, ray.cluster_resources().get("GPU", 0.0))
+        if device.note:
+            _say(out, device.note)
+        config = on_device(spec.base_config(), device)
+        data, line = trial_data(spec, config, out is not None, smallest_object_store())
+        _say(out, line)
+        _tune(spec, study, storage, tracker, parent_id, config, data, device.gpus, out)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _tune(spec: StudySpec, study: optuna.Study, storage: StudyStorage, tracker: StudyTracker,
+          parent_id: str, config: RunConfig, data: PreparedData | SharedData, gpus: float,
+          out: TextIO | None) -> None:
+    """One Tuner session over the study; on any exit this driver's live trials are requeued."""
     heartbeat = Heartbeat(storage, spec.storage.heartbeat_seconds)
     workdir = spec.workdir
     lost = DeferredLoss()
@@ -604,7 +620,7 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data,
                              metrics=metrics),
-        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
+        {"cpu": spec.resources.cpus, "gpu": gpus},
     )
     tuner = tune.Tuner(
         trainable,
@@ -624,8 +640,6 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
         tuner.fit()
     finally:
         _stop(searcher, heartbeat, tracker, callback.runs.values())
-        if started_ray:
-            ray.shutdown()
 
 
 def _stop(searcher: StudySearcher, heartbeat: Heartbeat, tracker: StudyTracker,

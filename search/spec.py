@@ -18,17 +18,18 @@ search:
                                  # [{metric: val_auc}, {metric: training_seconds}]: Pareto front
   augment: {time_masks: {low: 0, high: 2}}   # optional: augment options sampled per trial
 pruner: {type: asha, grace_epochs: 1}
-resources: {cpus: 1, max_concurrent: 2}
+resources: {cpus: 1, max_concurrent: 2}   # gpus: 0.5 trains each trial on half a GPU
 storage: {url: postgresql://user@host/db}   # default sqlite under runs/<name>/
+# storage.features: {transport: auto | object_store | shared_cache, cache_dir: PATH}
 mlflow: {tracking_uri: postgresql://user@host/mlflow}   # overrides mlflow.yaml
 ```
 Every error is one line ``FILE: key: rule, got value``.
 
-Relative paths (``runs/``, ``mlflow.yaml``, ``storage.workdir``, a ``sqlite:///`` file, the
-MLflow artifact location, ``base.data.path``, ``base.validation.path`` and their
-``cache_dir``) resolve against the study's *root*, never the current directory: the nearest
-folder holding ``mlflow.yaml``, from the spec file's folder upward, else the spec file's folder
-(``root:`` sets it, relative to the spec file).
+Relative paths (``runs/``, ``mlflow.yaml``, ``storage.workdir``, ``storage.features.cache_dir``,
+a ``sqlite:///`` file, the MLflow artifact location, ``base.data.path``,
+``base.validation.path`` and their ``cache_dir``) resolve against the study's *root*, never
+the current directory: the nearest folder holding ``mlflow.yaml``, from the spec file's folder
+upward, else the spec file's folder (``root:`` sets it, relative to the spec file).
 
 Database passwords: leave them out of the URL and libpq (under psycopg) takes them from the
 environment, ``PGPASSWORD`` or ``~/.pgpass``, so the spec holds no secret. A URL that does hold
@@ -315,24 +316,40 @@ class ResourcesSpec:
     """What one trial reserves, how many run at once, how often a crashed trial is retried."""
 
     cpus: float = 1.0
-    gpus: float = 0.0  # fractional GPUs share a card
+    gpus: float = 0.0  # fractional GPUs share a card; > 0: trials train on cuda (search.resources)
+    require_gpu: bool = False  # refuse to run where the Ray cluster has no GPU (else: cpu)
     max_concurrent: int = 2
     max_failures: int = 1  # Ray retries of a crashed trial (from its last checkpoint)
 
     def __post_init__(self) -> None:
         require(self.cpus > 0, "cpus", "cpus > 0", self.cpus)
         require(self.gpus >= 0, "gpus", "gpus >= 0", self.gpus)
+        require(not self.require_gpu or self.gpus > 0, "require_gpu",
+                "require_gpu only with gpus > 0", (self.require_gpu, self.gpus))
         require(self.max_concurrent >= 1, "max_concurrent", "max_concurrent >= 1",
                 self.max_concurrent)
         require(self.max_failures >= 0, "max_failures", "max_failures >= 0", self.max_failures)
 
 
 @dataclass
+class FeaturesSpec:
+    """How trials get the features (see `search.resources`): ``object_store`` (Ray copies them
+    into every node's object store), ``shared_cache`` (each trial memory-maps them from the
+    feature cache at ``cache_dir``, a path every node reads) or ``auto`` (shared_cache when
+    the features would exceed `search.resources.AUTO_LIMIT_BYTES`)."""
+
+    transport: Literal["auto", "object_store", "shared_cache"] = "auto"
+    cache_dir: str | None = None  # default <workdir>/features
+
+
+@dataclass
 class StorageSpec:
-    """Optuna storage (a sqlalchemy URL) and the folder for trial outputs (shared across nodes)."""
+    """Optuna storage (a sqlalchemy URL), the folder for trial outputs (shared across nodes) and
+    how trials get the features."""
 
     url: str | None = None  # default sqlite:///<workdir>/optuna.db
     workdir: str | None = None  # default runs/<name>
+    features: FeaturesSpec = field(default_factory=FeaturesSpec)
     heartbeat_seconds: int = 10  # a driver marks its trials alive this often
     grace_seconds: int = 60  # a RUNNING trial silent this long belonged to a dead driver
 
@@ -398,6 +415,12 @@ class StudySpec:
     @property
     def workdir(self) -> Path:
         return self.resolve(self.storage.workdir or f"runs/{self.name}")
+
+    @property
+    def feature_cache(self) -> Path:
+        """The shared feature cache (``storage.features.cache_dir``, default <workdir>/features)."""
+        folder = self.storage.features.cache_dir
+        return self.resolve(folder) if folder else self.workdir / "features"
 
     @property
     def storage_url(self) -> str:
@@ -491,6 +514,10 @@ def _refuse_misplaced(data: dict[str, Any]) -> None:
         raise ConfigError("base.training.select_metric",
                           "a study keeps each trial's best epoch by search.objective.metric "
                           "(the first objective's, if several); set that instead")
+    if isinstance(training, dict) and "device" in training:
+        raise ConfigError("base.training.device",
+                          "a study's trials train on cuda exactly when resources.gpus > 0 "
+                          "(and the Ray cluster has a GPU), else on cpu; set that instead")
 
 
 def find_root(spec_file: Path, root: str | None = None) -> Path:

@@ -7,7 +7,7 @@ value at the epoch the first objective keeps (the one model.pt holds), so a tria
 always describe one model.
 Its outputs live in ``<workdir>/trials/trial-<origin>``, keyed by the Optuna trial number the
 configuration first had, so a trial requeued after its driver died resumes the same folder.
-Each attempt also writes there where it runs (``worker.json``: process id, Ray node) and, if
+Each attempt also writes there where it runs (``worker.json``: process id, Ray node, GPUs) and, if
 training raises, why (``error.txt``: one line), for the driver to record.
 """
 
@@ -28,7 +28,7 @@ from ray import tune
 from musicdet.config import METRIC_DIRECTIONS, RunConfig
 from musicdet.fsutil import atomic_path, write_text
 from musicdet.plots import plot_roc, plot_score_histograms
-from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, train
+from musicdet.train import EpochReport, NonFiniteLossError, PreparedData, SharedData, train
 
 from .space import run_config_of
 from .spec import TRAINING_SECONDS
@@ -50,10 +50,14 @@ def objective_keys(metrics: Sequence[str]) -> list[str]:
 
 
 def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
-              data: PreparedData | None = None, metrics: Sequence[str] = ()) -> None:
+              data: PreparedData | SharedData | None = None,
+              metrics: Sequence[str] = ()) -> None:
     """Train ``base`` with the loss in ``config``; report each epoch to Ray Tune, with the
     objectives (`objective_keys`) of ``metrics``: the first is ``base``'s
-    ``training.select_metric`` (the default when ``metrics`` is empty)."""
+    ``training.select_metric`` (the default when ``metrics`` is empty). Features in a shared
+    cache (`SharedData`) are memory-mapped here."""
+    if isinstance(data, SharedData):
+        data = data.open()
     run_config = run_config_of(RunConfig.from_dict(base), config)
     metric = run_config.training.select_metric
     metrics = list(metrics) or [metric]
@@ -102,10 +106,11 @@ def worker_info(out: Path) -> dict[str, Any]:
 
 
 def _record_worker(out: Path) -> None:
-    """Write where this attempt runs (``worker.json``); forget an earlier attempt's error."""
+    """Write where this attempt runs (``worker.json``: also the GPUs Ray gave it); forget an
+    earlier attempt's error."""
     write_text(out / WORKER_FILE, json.dumps({
         "pid": os.getpid(), NODE_ID: ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address()}))
+        "node_ip": ray.util.get_node_ip_address(), "gpu_ids": ray.get_gpu_ids()}))
     (out / ERROR_FILE).unlink(missing_ok=True)
 
 

@@ -3,6 +3,7 @@ driver processes, PostgreSQL databases, and the invariants every study must end 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from types import ModuleType
 
 import optuna
 import psycopg
@@ -27,11 +29,22 @@ from musicdet.config import RunConfig
 from search.runner import run_status
 from search.study import tally, trial_origin
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 DRIVER = [sys.executable, "-c", "from search.cli import main; raise SystemExit(main())"]
 # One torch/BLAS thread in driver processes too, as tests/conftest.py sets in this one.
 DRIVER_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 RUN_KEYS = {f.name for f in fields(RunConfig)}  # write_spec puts these under base:
+
+
+def bench(name: str) -> ModuleType:
+    """The script bench/NAME.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_spec(folder: Path, cache_dir: str, **sections: object) -> Path:

@@ -3,27 +3,13 @@ bench survives failed and requeued trials and divides by the trials it timed."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 
 import optuna
 import pytest
 import torch
 from optuna.trial import TrialState, create_trial
-
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def bench(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from studyutil import bench
 
 
 @pytest.mark.parametrize("n", [8, 300])

@@ -4,11 +4,13 @@ is recomputed, not trusted; files get the usual permissions."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,28 @@ def test_cache_recomputes_a_truncated_entry_and_ignores_temporary_files(tmp_path
     np.testing.assert_array_equal(cache.load(audio, config), good)
     assert calls == [audio]
     np.testing.assert_array_equal(np.load(entry), good)  # repaired in place
+
+
+def _build(root: str, audio: list[str]) -> list[str]:
+    """Every file's features through the cache at ``root``, memory-mapped: their paths."""
+    cache = FeatureCache(root)
+    return [str(cache.load(path, FeatureConfig(), mmap=True).filename) for path in audio]
+
+
+def test_two_processes_building_one_cache_at_once_both_get_complete_entries(tmp_path) -> None:
+    """Two drivers filling the shared feature cache at once: each renames complete files into
+    place (the same content, by key), so both end with every entry and nothing half-written."""
+    rng = np.random.default_rng(2)
+    audio = []
+    for index in range(4):
+        path = tmp_path / f"clip{index}.wav"
+        soundfile.write(path, rng.uniform(-0.5, 0.5, 3 * SAMPLE_RATE).astype(np.float32),
+                        SAMPLE_RATE)
+        audio.append(str(path))
+    root = str(tmp_path / "cache")
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        first, second = pool.map(_build, [root, root], [audio, audio[::-1]])
+    assert first == second[::-1]
+    assert sorted(p.name for p in Path(root).iterdir()) == sorted(Path(p).name for p in first)
+    for path, entry in zip(audio, first, strict=True):
+        np.testing.assert_array_equal(np.load(entry), extract_file(path, FeatureConfig()))

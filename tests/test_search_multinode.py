@@ -25,7 +25,15 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from studyutil import DRIVER_ENV, free_port, start_driver, study_trials, wait_for, write_spec
+from studyutil import (
+    DRIVER_ENV,
+    bench,
+    free_port,
+    start_driver,
+    study_trials,
+    wait_for,
+    write_spec,
+)
 
 from search.trainable import trial_dir, worker_info
 
@@ -93,8 +101,9 @@ def stop_node(node: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def two_node_cluster(folder: Path) -> Iterator[str]:
-    """A head and a second node, each with its own temp dir; yields the head's address."""
+def two_node_cluster(folder: Path, *options: str) -> Iterator[str]:
+    """A head and a second node, each with its own temp dir and ``options`` (``ray start``'s);
+    yields the head's address."""
     port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must be short
     nodes: list[subprocess.Popen[bytes]] = []
@@ -102,10 +111,10 @@ def two_node_cluster(folder: Path) -> Iterator[str]:
         nodes.append(start_node(
             folder / "head.log", "--head", "--node-ip-address", HEAD_IP, "--port", str(port),
             "--include-dashboard", "false", "--dashboard-port", str(free_port()),
-            "--temp-dir", str(temp / "head")))
+            "--temp-dir", str(temp / "head"), *options))
         nodes.append(start_node(
             folder / "worker.log", "--address", f"{HEAD_IP}:{port}", "--node-ip-address",
-            WORKER_IP, "--temp-dir", str(temp / "worker")))
+            WORKER_IP, "--temp-dir", str(temp / "worker"), *options))
         yield f"{HEAD_IP}:{port}"
     finally:
         for node in reversed(nodes):
@@ -128,3 +137,31 @@ def test_study_submitted_to_a_two_node_cluster_runs_trials_on_both_nodes(
     workers = [worker_info(trial_dir(tmp_path / "runs/cluster", t.number)) for t in trials]
     assert {w["node_ip"] for w in workers} == {HEAD_IP, WORKER_IP}
     assert len({t.user_attrs["ray_node_id"] for t in trials}) == 2
+
+
+OBJECT_STORE_BYTES = 80_000_000  # per node; Ray's minimum is 75 MiB (78.6 MB)
+
+
+def test_features_larger_than_the_object_store_reach_both_nodes_from_the_shared_cache(
+        tmp_path) -> None:
+    """30 min of audio (≈ 100 MB of features) on nodes whose object stores hold 80 MB each:
+    ``auto`` chooses the shared cache (the features exceed half the smallest store)."""
+    bench("feature_transport").write_corpus(tmp_path / "corpus", 30 * 60)
+    path = write_spec(tmp_path, str(tmp_path / "cache"), name="large", search={"n_trials": 2},
+                      data={"format": "generic", "path": str(tmp_path / "corpus")},
+                      training={"epochs": 1, "batch_size": 8, "sequences_per_epoch": 16},
+                      resources={"cpus": 1, "max_concurrent": 2})
+    with two_node_cluster(tmp_path, "--object-store-memory", str(OBJECT_STORE_BYTES)) as address:
+        driver = start_driver(path, "--address", address, cwd=tmp_path, env=CLUSTER_ENV)
+        out, err = driver.communicate(timeout=900)
+        assert driver.returncode == 0, err
+    assert "2/2 trials finished" in out
+    features = next(line for line in out.splitlines() if line.startswith("features: "))
+    assert float(features.split()[3]) * 1e6 > OBJECT_STORE_BYTES, features
+    assert f"memory-mapped from {tmp_path}/runs/large/features (storage.features.transport: " \
+           "auto → shared_cache (limit 40 MB))" in features
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/runs/large/optuna.db")
+    trials = study_trials(storage, "large")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    workers = [worker_info(trial_dir(tmp_path / "runs/large", t.number)) for t in trials]
+    assert {w["node_ip"] for w in workers} == {HEAD_IP, WORKER_IP}

@@ -39,6 +39,9 @@ def test_paths_resolve_against_the_folder_holding_mlflow_yaml(tmp_path, monkeypa
     assert spec.storage_url == f"sqlite:///{project}/runs/s/optuna.db"
     data = spec.base_config().data
     assert (data.path, data.cache_dir) == (f"{project}/audio", f"{project}/runs/cache")
+    assert spec.feature_cache == project / "runs/s/features"  # the shared cache: in workdir
+    moved = load_spec(_project(tmp_path / "2", storage={"features": {"cache_dir": "feats"}}))
+    assert moved.feature_cache == tmp_path / "2/project/feats"
     settings = study_settings(spec)
     assert settings.tracking_uri == f"sqlite:///{project}/runs/mlflow.db"
     assert settings.artifact_location == f"{project}/runs/mlartifacts"

@@ -14,6 +14,7 @@ from guarantees import assert_resumed_run_equals_uninterrupted
 
 from musicdet.config import RunConfig, apply_overrides
 from musicdet.detect import Smoothing, median_smooth
+from musicdet.features import Normalizer
 from musicdet.losses import LossConfig, auc_loss
 from musicdet.metrics import auc, operating_point
 from musicdet.modelfile import load_model
@@ -21,6 +22,7 @@ from musicdet.sequences import Example, sequential_batches
 from musicdet.train import (
     NonFiniteLossError,
     PreparedData,
+    SharedData,
     Validation,
     choose_operating_point,
     learning_rate,
@@ -105,6 +107,25 @@ def test_train_writes_a_self_contained_model(tmp_path: Path, cache: Path, data: 
 def test_resumed_training_equals_uninterrupted(tmp_path: Path, cache: Path, data: PreparedData):
     config = tiny_config(cache, type="aaucsum", gamma=0.75, lam=0.001)
     assert_resumed_run_equals_uninterrupted(config, tmp_path, data)
+
+
+def test_training_from_the_shared_cache_equals_training_in_memory(tmp_path: Path, cache: Path,
+                                                                   data: PreparedData) -> None:
+    """Features memory-mapped from the cache (what a shared_cache trial reads) train the same
+    epochs as the same features in memory, and the trial's process copies none of them."""
+    config = tiny_config(cache)
+    shared = SharedData.of(prepare_data(config, progress=False, mmap=True), config.features)
+    opened = shared.open()
+    assert all(isinstance(e.features, np.memmap) for e in opened.train + opened.validation)
+    assert all(Path(e.path).parent == cache and Path(e.path).suffix == ".npy"
+               for e in shared.train + shared.validation)
+    assert shared.normalizer == Normalizer.fit((e.features for e in data.train), config.features)
+    in_memory = train(config, tmp_path / "memory", data=data, progress=False)
+    mapped = train(config, tmp_path / "mapped", data=opened, progress=False)
+    assert [r.metrics() | {"seconds": 0} for r in mapped.history] == [
+        r.metrics() | {"seconds": 0} for r in in_memory.history]
+    np.testing.assert_array_equal(np.load(tmp_path / "mapped/validation.npz")["scores"],
+                                  np.load(tmp_path / "memory/validation.npz")["scores"])
 
 
 def folder_state(folder: Path) -> dict[str, tuple[bytes, int]]:
