@@ -15,7 +15,7 @@ from musicdet.cli import main
 from musicdet.config import RunConfig
 from musicdet.metrics import auc
 from musicdet.modelfile import load_model
-from musicdet.train import PreparedData, prepare_data, train
+from musicdet.train import PreparedData, SharedData, prepare_data, train
 
 OTHER_SEED = 7  # the validation corpus: another synthetic corpus than the training one
 
@@ -47,6 +47,21 @@ def data(cache: Path) -> PreparedData:
     return prepare_data(RunConfig.from_dict(run_config(cache, other_corpus(cache))),
                         progress=False)
 
+
+def test_the_validation_set_travels_with_the_shared_cache_and_trains_the_same(
+        tmp_path: Path, cache: Path, data: PreparedData) -> None:
+    """A shared_cache trial (`SharedData`) gets the validation: set memory-mapped too, and
+    trains the same epochs as the same data in memory."""
+    config = RunConfig.from_dict(run_config(cache, other_corpus(cache)))
+    shared = SharedData.of(prepare_data(config, progress=False, mmap=True), config.features)
+    opened = shared.open()
+    assert opened.external is not None and all(
+        isinstance(e.features, np.memmap) for e in opened.external)
+    assert [e.name for e in opened.external] == [e.name for e in data.external]
+    in_memory = train(config, tmp_path / "memory", data=data, progress=False)
+    mapped = train(config, tmp_path / "mapped", data=opened, progress=False)
+    assert [r.metrics() | {"seconds": 0} for r in mapped.history] == [
+        r.metrics() | {"seconds": 0} for r in in_memory.history]
 
 def test_epochs_are_validated_on_the_other_set_and_the_split_is_train_val(
         tmp_path: Path, cache: Path, data: PreparedData) -> None:
