@@ -31,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 from musicdet.config import METRIC_DIRECTIONS
 from musicdet.train import prepare_data
 
+from .repeats import mean_sd, metric_name, run_repeated_trial, trial_resources
 from .space import complete_params, describe, logged_params, sample
 from .spec import SearchSpec, StudySpec, hide_password
 from .study import (
@@ -54,11 +55,15 @@ from .trainable import (
     FAILED,
     NODE_ID,
     OBJECTIVE,
+    artifact_files,
     best_epoch,
     epoch_history,
     epoch_objectives,
     failure_reason,
+    kept_folder,
     run_trial,
+    seed_folders,
+    seed_number,
     trial_dir,
     worker_info,
     write_trial_plots,
@@ -361,7 +366,7 @@ class TrackingCallback(tune.Callback):
                                         logged_params(params))
         self.tracker.client.set_tag(run_id, DUPLICATE_OF, str(copied))
         summary = best_summary(trial_dir(self.workdir, trial_origin(source)), self.metric)
-        self.tracker.finish_trial(run_id, status, summary, None)
+        self.tracker.finish_trial(run_id, status, summary, [])
         self.finished += 1
         if self.progress:
             print(f"[{self.finished}/{self.n_trials}] trial {trial.number} {describe(params)}: "
@@ -381,10 +386,11 @@ class TrackingCallback(tune.Callback):
     def _end_run(self, trial: Any, status: str, reason: str | None) -> None:
         run_id = self.runs.pop(trial.trial_id, None)
         folder = trial_dir(self.workdir, trial.config["origin"])
-        if not (folder / "roc.png").exists():
+        if not (kept_folder(folder) / "roc.png").exists():
             write_trial_plots(folder, self.metric)
         if run_id is not None:
-            self.tracker.finish_trial(run_id, status, best_summary(folder, self.metric), folder,
+            self.tracker.finish_trial(run_id, status, best_summary(folder, self.metric),
+                                      artifact_files(folder),
                                       reason, worker_info(folder).get(NODE_ID))
         self.finished += 1
         self._print(trial, status, reason)
@@ -418,7 +424,8 @@ def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
         if status is None:
             continue
         folder = trial_dir(workdir, int(run.data.tags[ORIGIN]))
-        tracker.finish_trial(run.info.run_id, status, best_summary(folder, metric), folder,
+        tracker.finish_trial(run.info.run_id, status, best_summary(folder, metric),
+                             artifact_files(folder),
                              trial.user_attrs.get(FAIL_REASON), trial.user_attrs.get(RAY_NODE))
         closed += 1
     return closed
@@ -438,13 +445,25 @@ def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
 
 def best_summary(folder: Path, metric: str) -> dict[str, float]:
     """Metrics of the trial's best epoch by ``metric`` (the one its model.pt holds), from its
-    history.json: MLflow logs them as best_*."""
+    history.json: MLflow logs them as best_*. A repeated trial's: each seed's best epoch,
+    as mean, sd and per-seed values (`mean_sd`) over the seeds that have one."""
+    folders = seed_folders(folder)
+    if folders == [folder]:
+        return _best_metrics(folder, metric)
+    summaries = {seed_number(f): _best_metrics(f, metric) for f in folders}
+    present = {seed: summary for seed, summary in summaries.items() if summary}
+    return mean_sd(present) if present else {}
+
+
+def _best_metrics(folder: Path, metric: str) -> dict[str, float]:
     best = best_epoch(epoch_history(folder), metric)
     return {**_epoch_metrics(best), "epoch": best["epoch"]} if best else {}
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {k: result[k] for k in EPOCH_METRICS if k in result}
+    """The metrics of a reported epoch MLflow logs (with a repeated trial's sd and per-seed
+    values of them)."""
+    return {k: v for k, v in result.items() if metric_name(k) in EPOCH_METRICS}
 
 
 # ---------------------------------------------------------------- the driver
@@ -551,9 +570,12 @@ def _dispatch(spec: StudySpec, study: optuna.Study, storage: StudyStorage,
                                 int(spec.search.n_trials or 0), out is not None, lost)
     searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir,
                              lost=lost, on_duplicate=callback.record_duplicate)
+    repeats = spec.search.repeats
+    function = run_trial if repeats == 1 else partial(
+        run_repeated_trial, repeats=repeats, how=spec.search.objective.aggregate)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data),
-        {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus},
+        tune.with_parameters(function, base=config.to_dict(), workdir=str(workdir), data=data),
+        trial_resources(spec.resources, repeats),
     )
     tuner = tune.Tuner(
         trainable,

@@ -13,6 +13,7 @@ search:
   losses: [ce, aauc, apauc, aaucsum]
   space: {delta: 10.0, lam: {low: 1.0e-4, high: 1.0, log: true}}
   objective: {metric: val_auc}   # its direction is the metric's own (maximize here)
+  repeats: 1                     # seeds per configuration (base.seed + 0 .. repeats - 1)
   augment: {time_masks: {low: 0, high: 2}}   # optional: augment options sampled per trial
 pruner: {type: asha, grace_epochs: 1}
 resources: {cpus: 1, max_concurrent: 2}
@@ -187,10 +188,17 @@ def _bounds(param: Param) -> tuple[float, float]:
 @dataclass
 class ObjectiveSpec:
     """What a trial is ranked by: the best value of ``metric`` over its epochs, in the one
-    direction the metric improves in (`METRIC_DIRECTIONS`; ``direction`` may repeat it)."""
+    direction the metric improves in (`METRIC_DIRECTIONS`; ``direction`` may repeat it).
+
+    With ``search.repeats`` k > 1 each seed keeps its own best value and the objective is
+    their ``aggregate``: ``mean``, or ``lcb``, the pessimistic end of a one-sided 95 %
+    Student-t interval of that mean: mean − t(0.95, k − 1)·sd/√k for a maximised metric,
+    mean + t(0.95, k − 1)·sd/√k for a minimised one (sd with k − 1 degrees of freedom).
+    """
 
     metric: str = "val_auc"
     direction: Literal["maximize", "minimize"] | None = None
+    aggregate: Literal["mean", "lcb"] = "mean"
 
     def __post_init__(self) -> None:
         require(self.metric in METRIC_DIRECTIONS, "metric",
@@ -217,8 +225,14 @@ class SearchSpec:
     grid: list[LossConfig] | None = None  # sampler grid: the configurations to run, once each
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
     augment: dict[str, Param] = field(default_factory=dict)  # sampled `AugmentConfig` options
+    repeats: int = 1  # seeds each configuration trains: base.seed + 0 .. repeats - 1
 
     def __post_init__(self) -> None:
+        require(self.repeats >= 1, "repeats", "repeats >= 1 (seeds per configuration)",
+                self.repeats)
+        require(self.objective.aggregate == "mean" or self.repeats >= 2, "objective.aggregate",
+                "aggregate lcb only with repeats >= 2 (a bound needs two seeds)",
+                self.objective.aggregate)
         require(len(self.losses) > 0, "losses", "losses is not empty", self.losses)
         for i, loss in enumerate(self.losses):
             require(loss in LOSS_TYPES, f"losses[{i}]", f"loss in {{{', '.join(LOSS_TYPES)}}}",

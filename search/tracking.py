@@ -44,7 +44,6 @@ T = TypeVar("T")
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 ROLE, STUDY, TRIAL = "musicdet.role", "musicdet.study", "musicdet.trial"
 ORIGIN = "musicdet.trial_origin"
-TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json", "model.pt")
 # The UI view `musicdet-search ui` opens: MLflow keeps shared views in experiment tags.
 SHARED_VIEW_TAG, TRIALS_VIEW = "mlflow.sharedViewState.", "musicdet-trials"
 UI_CURVES = ("val_auc", "val_eer", "val_loss", "train_loss")
@@ -208,12 +207,12 @@ class StudyTracker:
         return [r for r in runs if r.info.status in ("RUNNING", "KILLED")]
 
     def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
-                     trial_dir: Path | None, reason: str | None = None,
+                     files: list[tuple[Path, str | None]], reason: str | None = None,
                      node_id: str | None = None) -> None:
-        """best_* summaries, artifacts from ``trial_dir``, status and optuna_state tags, end
-        the run."""
+        """best_* summaries, ``files`` as artifacts (each with its artifact folder), status and
+        optuna_state tags, end the run."""
         if summary:
-            self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
+            self.log_epoch(run_id, {best_key(k): v for k, v in summary.items()}, 0)
         tags = [RunTag("status", status)]
         if status in OPTUNA_STATE:
             tags.append(RunTag("optuna_state", OPTUNA_STATE[status]))
@@ -222,10 +221,8 @@ class StudyTracker:
         if node_id:
             tags.append(RunTag("ray_node_id", node_id))
         self.client.log_batch(run_id, tags=tags)
-        for name in TRIAL_ARTIFACTS:
-            if trial_dir is not None and (trial_dir / name).is_file():
-                folder = "model" if name == "model.pt" else None
-                self.client.log_artifact(run_id, str(trial_dir / name), folder)
+        for path, folder in files:
+            self.client.log_artifact(run_id, str(path), folder)
         self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
 
     def summarise(self, parent_id: str, study: optuna.Study, folder: Path) -> None:
@@ -262,6 +259,13 @@ class StudyTracker:
         query = (f"workflowType=machine_learning&compareRunsMode=CHART"
                  f"&viewStateShareKey={TRIALS_VIEW}")
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
+
+
+def best_key(key: str) -> str:
+    """The MLflow name of a best-epoch summary value: ``best_<key>``, after the seed
+    (``seed_S/best_<metric>``) for a repeated trial's per-seed values."""
+    seed, _, name = key.rpartition("/")
+    return f"{seed}/best_{name}" if seed else f"best_{key}"
 
 
 def trials_view_state(metric: str = "val_auc", maximize: bool = True) -> dict[str, Any]:
