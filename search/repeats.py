@@ -6,7 +6,8 @@ the initial weights, the windows drawn and the augmentation; the validation spli
 base config's) as a Ray task in a bundle of the trial's placement group (`trial_resources`:
 one bundle of ``resources.cpus`` per seed that runs at once, as many as the cluster holds, at
 most k; the other seeds start as bundles free up). Each seed trains in ``trial-NNNN/seed-S``
-with its own checkpoint, history.json and ``seed.json`` (process, node, start and end time).
+with its own checkpoint, history.json and worker.json (process, node, seed, start and end:
+Unix seconds).
 Epoch e is reported to Tune once every seed has finished it (the last epoch once every seed
 task has ended): each metric's mean over the seeds (its own name), sd (``<metric>_sd``) and
 per-seed values (``seed_S/<metric>``), and as the objective the `aggregate` of the seeds' best
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from statistics import fmean, stdev
@@ -41,7 +41,6 @@ from .trainable import (
     CHECKPOINT,
     ERROR_FILE,
     FAILED,
-    NODE_ID,
     OBJECTIVE,
     epoch_history,
     link_checkpoints,
@@ -53,7 +52,6 @@ from .trainable import (
     write_trial_plots,
 )
 
-SEED_FILE = "seed.json"
 LCB_LEVEL = 0.95  # one-sided confidence of `aggregate`'s lcb
 POLL_SECONDS = 0.5  # how often the trial looks for epochs its seeds finished
 
@@ -125,14 +123,13 @@ def trial_resources(resources: ResourcesSpec, repeats: int) -> dict[str, float] 
 
 @ray.remote(max_retries=0)
 def train_seed(config: dict[str, Any], out: str, data: PreparedData) -> None:
-    """Train ``config`` in ``out`` (resuming its checkpoint); ``seed.json`` says where and when."""
-    folder, started = Path(out), time.time()
+    """Train ``config`` in ``out`` (resuming its checkpoint); its worker.json says where and
+    when (``started``, and ``ended`` once trained: Unix seconds)."""
+    folder, when = Path(out), {"seed": config["seed"], "started": time.time()}
     folder.mkdir(parents=True, exist_ok=True)
-    where = {"seed": config["seed"], "pid": os.getpid(),
-             NODE_ID: ray.get_runtime_context().get_node_id(), "started": started}
-    write_text(folder / SEED_FILE, json.dumps(where))
+    record_worker(folder, **when)
     train(RunConfig.from_dict(config), folder, data=data, progress=False)
-    write_text(folder / SEED_FILE, json.dumps({**where, "ended": time.time()}))
+    record_worker(folder, **when, ended=time.time())
 
 
 def run_repeated_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,

@@ -93,11 +93,12 @@ def worker_info(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def record_worker(out: Path) -> None:
-    """Write where this attempt runs (``worker.json``); forget an earlier attempt's error."""
+def record_worker(out: Path, **extra: float) -> None:
+    """Write where this attempt runs (``worker.json``, with ``extra``); forget an earlier
+    attempt's error."""
     write_text(out / WORKER_FILE, json.dumps({
         "pid": os.getpid(), NODE_ID: ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address()}))
+        "node_ip": ray.util.get_node_ip_address(), **extra}))
     (out / ERROR_FILE).unlink(missing_ok=True)
 
 
