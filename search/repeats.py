@@ -10,7 +10,7 @@ with its own checkpoint, history.json and worker.json (process, node, seed, star
 Unix seconds).
 Epoch e is reported to Tune once every seed has finished it (the last epoch once every seed
 task has ended): each metric's mean over the seeds (its own name), sd (``<metric>_sd``) and
-per-seed values (``seed_S/<metric>``), and as the objective the `aggregate` of the seeds' best
+per-seed values (``<metric>_seedS``), and as the objective the `aggregate` of the seeds' best
 values so far, so ASHA decides on the aggregate. The reported epochs are also the trial
 folder's history.json. When Tune stops the trial (ASHA, the driver), its seed tasks are
 cancelled; a restarted trial resumes each seed from its own checkpoint (the Tune checkpoint
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from statistics import fmean, stdev
@@ -54,6 +55,7 @@ from .trainable import (
 
 LCB_LEVEL = 0.95  # one-sided confidence of `aggregate`'s lcb
 POLL_SECONDS = 0.5  # how often the trial looks for epochs its seeds finished
+PER_SEED = re.compile(r"_(sd|seed-?\d+)$")  # the suffixes of `mean_sd`'s sd and per-seed values
 
 
 def seeds_of(base_seed: int, repeats: int) -> list[int]:
@@ -75,7 +77,10 @@ def aggregate(values: list[float], direction: str, how: str) -> float:
 
 def mean_sd(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
     """The metrics the seeds share: mean (the metric's own name), sd over the seeds
-    (``<name>_sd``, with two or more) and each seed's value (``seed_S/<name>``)."""
+    (``<name>_sd``, with two or more) and each seed's value (``<name>_seedS``).
+
+    No ``/`` in the names: MLflow's UI would give each prefix a chart section of its own,
+    above the study's curves."""
     keys = [k for k in next(iter(per_seed.values())) if all(k in m for m in per_seed.values())]
     row: dict[str, float] = {}
     for key in keys:
@@ -83,13 +88,13 @@ def mean_sd(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
         row[key] = fmean(values)
         if len(values) > 1:
             row[f"{key}_sd"] = stdev(values)
-        row.update({f"seed_{seed}/{key}": m[key] for seed, m in per_seed.items()})
+        row.update({f"{key}_seed{seed}": m[key] for seed, m in per_seed.items()})
     return row
 
 
 def metric_name(key: str) -> str:
-    """The metric a reported key is of (``seed_S/val_auc``, ``val_auc_sd`` → ``val_auc``)."""
-    return key.split("/", 1)[-1].removesuffix("_sd")
+    """The metric a reported key is of (``val_auc_seed3``, ``val_auc_sd`` → ``val_auc``)."""
+    return PER_SEED.sub("", key)
 
 
 def aggregate_epoch(histories: dict[int, list[dict[str, float]]], epoch: int, metric: str,
@@ -140,7 +145,7 @@ def run_repeated_trial(config: dict[str, Any], *, base: dict[str, Any], workdir:
     out = trial_dir(workdir, config["origin"])
     out.mkdir(parents=True, exist_ok=True)
     folders = {seed: seed_dir(out, seed) for seed in seeds_of(run_config.seed, repeats)}
-    record_worker(out)
+    record_worker(out, started=time.time())
     take_tune_checkpoint(out, _checkpoints(folders))
     reporter = _Reporter(out, folders, run_config.training.select_metric, how,
                          run_config.training.epochs)

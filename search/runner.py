@@ -72,6 +72,7 @@ from .trainable import (
 RAY_NODE, PARENT_ATTR = "ray_node_id", "mlflow_parent_run"
 EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_eer", "val_recall", "val_f1",
                  "val_precision", "val_threshold", "lr", "degenerate_batches", "seconds")
+WORKERS_SOFT_LIMIT = "RAY_num_workers_soft_limit"  # idle workers Ray keeps (see _start_local_ray)
 WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
 # Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -515,11 +516,20 @@ def _start_local_ray(num_cpus: int | None, options: dict[str, Any]) -> None:
     interface, unless it believes clusters are unsupported (as on macOS): it believes so while
     it starts, here and in the processes it spawns. A reachable instance: ``ray start --head``,
     then ``--address``.
+
+    Ray keeps idle worker processes up to a soft limit, by default one per CPU; a trial of a
+    repeated study (`search.repeats`) holds a process besides its seeds' task workers, so
+    with the default the seeds' idle workers were killed between trials and each trial paid a
+    fresh worker's imports (torch, musicdet: seconds, 18 s on a loaded 2-core machine). The
+    limit here is two per CPU; set ``RAY_num_workers_soft_limit`` the same way on the nodes
+    of a cluster started with ``ray start``.
     """
     from ray._private import ray_constants  # private, but Ray's only switch for this
 
+    cpus = num_cpus or os.cpu_count() or 1
     with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False), \
-            mock.patch.dict(os.environ, {ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0"}):
+            mock.patch.dict(os.environ, {ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0",
+                                         WORKERS_SOFT_LIMIT: str(2 * cpus)}):
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
                  **options)
 

@@ -212,7 +212,7 @@ class StudyTracker:
         """best_* summaries, ``files`` as artifacts (each with its artifact folder), status and
         optuna_state tags, end the run."""
         if summary:
-            self.log_epoch(run_id, {best_key(k): v for k, v in summary.items()}, 0)
+            self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
         tags = [RunTag("status", status)]
         if status in OPTUNA_STATE:
             tags.append(RunTag("optuna_state", OPTUNA_STATE[status]))
@@ -259,13 +259,6 @@ class StudyTracker:
         query = (f"workflowType=machine_learning&compareRunsMode=CHART"
                  f"&viewStateShareKey={TRIALS_VIEW}")
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs?{query}"
-
-
-def best_key(key: str) -> str:
-    """The MLflow name of a best-epoch summary value: ``best_<key>``, after the seed
-    (``seed_S/best_<metric>``) for a repeated trial's per-seed values."""
-    seed, _, name = key.rpartition("/")
-    return f"{seed}/best_{name}" if seed else f"best_{key}"
 
 
 def trials_view_state(metric: str = "val_auc", maximize: bool = True) -> dict[str, Any]:

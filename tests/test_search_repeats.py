@@ -22,11 +22,10 @@ from musicdet.config import load_run_config
 from musicdet.train import train
 from search.cli import main as search_main
 from search.export import export_best, load_study
-from search.repeats import aggregate, mean_sd, parallel_seeds
+from search.repeats import aggregate, mean_sd, metric_name, parallel_seeds
 from search.runner import run_study
 from search.spec import ResourcesSpec, load_spec
 from search.study import DUPLICATE_OF
-from search.tracking import best_key
 from search.trainable import seed_dir, trial_dir, worker_info
 
 
@@ -58,10 +57,10 @@ def test_the_aggregate_is_the_mean_or_the_pessimistic_end_of_its_interval() -> N
 def test_mean_sd_gives_each_metric_its_mean_sd_and_per_seed_values() -> None:
     row = mean_sd({3: {"val_auc": 0.6, "lr": 1e-3}, 4: {"val_auc": 0.8, "lr": 1e-3, "x": 1.0}})
     assert row == pytest.approx({"val_auc": 0.7, "val_auc_sd": stdev([0.6, 0.8]),
-                                 "seed_3/val_auc": 0.6, "seed_4/val_auc": 0.8, "lr": 1e-3,
-                                 "lr_sd": 0.0, "seed_3/lr": 1e-3, "seed_4/lr": 1e-3})
-    assert best_key("seed_3/val_auc") == "seed_3/best_val_auc"
-    assert best_key("val_auc_sd") == "best_val_auc_sd"
+                                 "val_auc_seed3": 0.6, "val_auc_seed4": 0.8, "lr": 1e-3,
+                                 "lr_sd": 0.0, "lr_seed3": 1e-3, "lr_seed4": 1e-3})
+    assert {metric_name(k) for k in row} == {"val_auc", "lr"}
+    assert metric_name("val_auc_seed-2") == "val_auc"
 
 
 @pytest.mark.parametrize(("cpus", "gpus", "repeats", "cluster", "expected"), [
@@ -131,12 +130,12 @@ def test_a_study_with_three_seeds_ranks_by_their_lcb_runs_them_at_once_and_track
         assert metrics["best_val_auc"] == pytest.approx(fmean(best))
         assert metrics["best_val_auc_sd"] == pytest.approx(stdev(best))
         for seed, value in zip(seeds, best, strict=True):
-            assert metrics[f"seed_{seed}/best_val_auc"] == pytest.approx(value)
+            assert metrics[f"best_val_auc_seed{seed}"] == pytest.approx(value)
         curve = client.get_metric_history(run.info.run_id, "val_auc")
         assert [m.step for m in curve] == [1, 2]
         assert {m.step: m.value for m in curve} == pytest.approx(
             {e: fmean(histories[s][e - 1]["val_auc"] for s in seeds) for e in (1, 2)})
-        seed_curve = client.get_metric_history(run.info.run_id, "seed_6/val_auc")
+        seed_curve = client.get_metric_history(run.info.run_id, "val_auc_seed6")
         assert [m.value for m in seed_curve] == pytest.approx(
             [e["val_auc"] for e in histories[6]])
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_auc_sd")] == \
