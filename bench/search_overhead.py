@@ -67,12 +67,15 @@ def summary(study_seconds: float, n_trials: int, trial_seconds: list[float],
         f"(overhead {mean_trial - mean_bare:.2f} s/trial)")])
 
 
-def seed_overlap(folder: Path) -> float:
-    """How much of a repeated trial's seeds' time they ran together: the time all of them
-    were running over the longest seed's time (1.0: all at once, ~0 one after another)."""
+def seed_spans(folder: Path) -> tuple[float, float]:
+    """A repeated trial's seeds, from their worker.json: the time all of them were running
+    over the longest seed's time (1.0: all at once, ~0 one after another), and the time from
+    the first seed's start to the last one's end (s)."""
     spans = [worker_info(f) for f in seed_folders(folder)]
     together = min(s["ended"] for s in spans) - max(s["started"] for s in spans)
-    return max(0.0, together) / max(s["ended"] - s["started"] for s in spans)
+    longest = max(s["ended"] - s["started"] for s in spans)
+    return max(0.0, together) / longest, \
+        max(s["ended"] for s in spans) - min(s["started"] for s in spans)
 
 
 def main() -> None:
@@ -105,13 +108,14 @@ def main() -> None:
             began = time.perf_counter()
             train(config, Path(folder) / f"bare{i}", data=data, progress=False)
             bare.append(time.perf_counter() - began)
-        overlaps = [seed_overlap(trial_dir(spec.workdir, t.number)) for t in trials
-                    if repeats > 1]
+        spans = [seed_spans(trial_dir(spec.workdir, t.number)) for t in trials if repeats > 1]
     print(summary(study_seconds, len(all_trials), trial_seconds, bare))
-    if repeats > 1 and overlaps:
+    if spans:
+        outside = [wall - seeds for wall, (_, seeds) in zip(trial_seconds, spans, strict=True)]
         print(f"{repeats} seeds per trial on {repeats} CPUs, compared with one bare seed; "
-              f"seeds overlapped {fmean(overlaps):.2f} of the longest seed's time "
-              f"(per trial: {', '.join(f'{o:.2f}' for o in overlaps)})")
+              f"seeds overlapped {fmean(o for o, _ in spans):.2f} of the longest seed's time "
+              f"(per trial: {', '.join(f'{o:.2f}' for o, _ in spans)}); trial wall outside "
+              f"its seeds' span: {', '.join(f'{o:.1f}' for o in outside)} s")
 
 
 if __name__ == "__main__":
