@@ -205,7 +205,9 @@ class _Reporter:
                  epochs: int) -> None:
         self.out, self.folders, self.metric, self.how, self.epochs = out, folders, metric, how, \
             epochs
-        self.done = self._rows()[1]  # reported by an earlier attempt (or to backfill)
+        # epochs an earlier attempt reported (the driver backfills any it did not hear of):
+        # the rows it wrote, each with the Tune checkpoint the seeds restart from
+        self.done = len(epoch_history(out))
         self.reported = False
 
     def _rows(self) -> tuple[list[dict[str, float]], int]:
