@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +33,7 @@ from musicdet.examples import validation_examples
 from musicdet.train import PreparedData, SharedData
 
 from .export import PARETO_TABLE, pareto_table
+from .repeats import mean_sd, metric_name, run_repeated_trial, trial_resources
 from .resources import on_device, smallest_object_store, trial_data, trial_device
 from .significance import compare_top
 from .space import complete_params, describe, logged_params, sample
@@ -59,13 +60,18 @@ from .trainable import (
     FAILED,
     NODE_ID,
     OBJECTIVE,
+    artifact_files,
     best_epoch,
     epoch_history,
     epoch_objectives,
     failure_reason,
+    kept_folder,
+    kept_model,
     objective_keys,
     objective_values,
     run_trial,
+    seed_folders,
+    seed_number,
     trial_dir,
     worker_info,
     write_trial_plots,
@@ -77,6 +83,7 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_auc", "val_pauc_low_fpr", "val_e
                  "train_val_loss", "train_val_auc", "train_val_pauc_low_fpr", "train_val_eer",
                  "train_val_recall", "train_val_f1")  # train_val_*: the data's own split, in a
                                                       # run with a validation: set (val_* on it)
+WORKERS_SOFT_LIMIT = "RAY_num_workers_soft_limit"  # idle workers Ray keeps (see _start_local_ray)
 WAIT_SECONDS = 1.0  # poll interval while other drivers' trials decide whether more are needed
 # Each per-epoch checkpoint forces a Tune snapshot; harmless, but Tune warns about it.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -388,7 +395,7 @@ class TrackingCallback(tune.Callback):
                                         logged_params(params))
         self.tracker.client.set_tag(run_id, DUPLICATE_OF, str(copied))
         summary = best_summary(trial_dir(self.workdir, trial_origin(source)), self.metric)
-        self.tracker.finish_trial(run_id, status, summary, None)
+        self.tracker.finish_trial(run_id, status, summary, [])
         self.finished += 1
         if self.progress:
             print(f"[{self.finished}/{self.n_trials}] trial {trial.number} {describe(params)}: "
@@ -409,11 +416,12 @@ class TrackingCallback(tune.Callback):
     def _end_run(self, trial: Any, status: str, reason: str | None) -> None:
         run_id = self.runs.pop(trial.trial_id, None)
         folder = trial_dir(self.workdir, trial.config["origin"])
-        if not (folder / "roc.png").exists():
+        if not (kept_folder(folder) / "roc.png").exists():
             write_trial_plots(folder, self.metric)
         if run_id is not None:
-            self.tracker.finish_trial(run_id, status, best_summary(folder, self.metric), folder,
-                                      reason, worker_info(folder).get(NODE_ID))
+            self.tracker.finish_trial(run_id, status, best_summary(folder, self.metric),
+                                      artifact_files(folder), reason,
+                                      worker_info(folder).get(NODE_ID), kept_model(folder))
         self.finished += 1
         self._print(trial, status, reason)
 
@@ -455,8 +463,9 @@ def close_orphan_runs(study: optuna.Study, tracker: StudyTracker, workdir: Path,
         if status is None:
             continue
         folder = trial_dir(workdir, int(run.data.tags[ORIGIN]))
-        tracker.finish_trial(run.info.run_id, status, best_summary(folder, metric), folder,
-                             trial.user_attrs.get(FAIL_REASON), trial.user_attrs.get(RAY_NODE))
+        tracker.finish_trial(run.info.run_id, status, best_summary(folder, metric),
+                             artifact_files(folder), trial.user_attrs.get(FAIL_REASON),
+                             trial.user_attrs.get(RAY_NODE), kept_model(folder))
         closed += 1
     return closed
 
@@ -475,7 +484,18 @@ def run_status(trial: optuna.trial.FrozenTrial, epochs: int) -> str | None:
 
 def best_summary(folder: Path, metric: str) -> dict[str, float]:
     """Metrics of the trial's best epoch by ``metric`` (the one its model.pt holds) and the
-    training seconds up to it, from its history.json: MLflow logs them as best_*."""
+    training seconds up to it, from its history.json: MLflow logs them as best_*. A repeated
+    trial's: each seed's best epoch, as mean, sd and per-seed values (`mean_sd`) over the
+    seeds that have one."""
+    folders = seed_folders(folder)
+    if folders == [folder]:
+        return _best_metrics(folder, metric)
+    summaries = {seed_number(f): _best_metrics(f, metric) for f in folders}
+    present = {seed: summary for seed, summary in summaries.items() if summary}
+    return mean_sd(present) if present else {}
+
+
+def _best_metrics(folder: Path, metric: str) -> dict[str, float]:
     history = epoch_history(folder)
     best = best_epoch(history, metric)
     if best is None:
@@ -485,7 +505,9 @@ def best_summary(folder: Path, metric: str) -> dict[str, float]:
 
 
 def _epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
-    return {k: result[k] for k in EPOCH_METRICS if k in result}
+    """The metrics of a reported epoch MLflow logs (with a repeated trial's sd and per-seed
+    values of them)."""
+    return {k: v for k, v in result.items() if metric_name(k) in EPOCH_METRICS}
 
 
 # ---------------------------------------------------------------- the driver
@@ -538,11 +560,20 @@ def _start_local_ray(num_cpus: int | None, options: dict[str, Any]) -> None:
     interface, unless it believes clusters are unsupported (as on macOS): it believes so while
     it starts, here and in the processes it spawns. A reachable instance: ``ray start --head``,
     then ``--address``.
+
+    Ray keeps idle worker processes up to a soft limit, by default one per CPU; a trial of a
+    repeated study (`search.repeats`) holds a process besides its seeds' task workers, so
+    with the default the seeds' idle workers were killed between trials and each trial paid a
+    fresh worker's imports (torch, musicdet: seconds, 18 s on a loaded 2-core machine). The
+    limit here is two per CPU; set ``RAY_num_workers_soft_limit`` the same way on the nodes
+    of a cluster started with ``ray start``.
     """
     from ray._private import ray_constants  # private, but Ray's only switch for this
 
+    cpus = num_cpus or os.cpu_count() or 1
     with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False), \
-            mock.patch.dict(os.environ, {ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0"}):
+            mock.patch.dict(os.environ, {ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0",
+                                         WORKERS_SOFT_LIMIT: str(2 * cpus)}):
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
                  **options)
 
@@ -617,10 +648,14 @@ def _tune(spec: StudySpec, study: optuna.Study, storage: StudyStorage, tracker: 
                                 int(spec.search.n_trials or 0), out is not None, lost, metrics)
     searcher = StudySearcher(spec, storage, heartbeat, offset=len(study.trials), workdir=workdir,
                              lost=lost, on_duplicate=callback.record_duplicate)
+    repeats = spec.search.repeats
+    function = run_trial if repeats == 1 else partial(
+        run_repeated_trial, repeats=repeats,
+        hows=[objective.aggregate for objective in spec.search.objectives])
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=config.to_dict(), workdir=str(workdir), data=data,
+        tune.with_parameters(function, base=config.to_dict(), workdir=str(workdir), data=data,
                              metrics=metrics),
-        {"cpu": spec.resources.cpus, "gpu": gpus},
+        trial_resources(replace(spec.resources, gpus=gpus), repeats),
     )
     tuner = tune.Tuner(
         trainable,

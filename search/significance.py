@@ -8,15 +8,15 @@ is resampled in blocks of `BLOCK_FRAMES` frames within its files instead (the un
 Two trials are compared only when they scored the same frames (same files, labels and mask);
 otherwise, e.g. when they were validated on different sets, the line says so.
 
-A trial's scores are a list of arrays, one per training seed (the mean AUC of the seeds is
-compared); a trial folder holds one seed today.
+A trial's scores are a list of arrays, one per training seed (``search.repeats``: the mean AUC
+of its seeds is compared).
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from musicdet.metrics import MetricsError, paired_bootstrap_diff
 from .export import top_trials
 from .spec import StudySpec
 from .study import trial_origin
-from .trainable import trial_dir
+from .trainable import seed_folders, trial_dir
 
 MIN_FILES = 10  # fewer validation files: resample blocks of BLOCK_FRAMES within them
 BLOCK_FRAMES = 1000  # 10 s at the default 100 frames/s
@@ -112,8 +112,18 @@ class Significance:
 
 
 def load_scores(folder: Path) -> TrialScores:
-    """The validation frames a trial folder holds (`VALIDATION_FILE`); `MetricsError` if it
-    has none or one written before files were recorded."""
+    """The validation frames of the trial in ``folder``, with the scores of each of its seeds
+    (a repeated trial's ``seed-S`` folders, else the folder's own `VALIDATION_FILE`);
+    `MetricsError` if one is missing, unreadable, written before files were recorded, or the
+    seeds scored different frames."""
+    seeds = [_load_seed(f) for f in seed_folders(folder)]
+    first = seeds[0]
+    if not all(first.same_frames(other) for other in seeds[1:]):
+        raise MetricsError(f"the seeds in {folder} were validated on different frames")
+    return replace(first, scores=[s for seed in seeds for s in seed.scores])
+
+
+def _load_seed(folder: Path) -> TrialScores:
     path = folder / VALIDATION_FILE
     if not path.is_file():
         raise MetricsError(f"no {VALIDATION_FILE} in {folder}")

@@ -16,6 +16,7 @@ search:
   space: {delta: 10.0, lam: {low: 1.0e-4, high: 1.0, log: true}}
   objective: {metric: val_auc}   # its direction is the metric's own (maximize here); a list
                                  # [{metric: val_auc}, {metric: training_seconds}]: Pareto front
+  repeats: 1                     # seeds per configuration (base.seed + 0 .. repeats - 1)
   augment: {time_masks: {low: 0, high: 2}}   # optional: augment options sampled per trial
 pruner: {type: asha, grace_epochs: 1}
 resources: {cpus: 1, max_concurrent: 2}   # gpus: 0.5 trains each trial on half a GPU
@@ -201,10 +202,17 @@ OBJECTIVE_DIRECTIONS = {**METRIC_DIRECTIONS, **STUDY_METRICS}
 class ObjectiveSpec:
     """What a trial is ranked by: the value of ``metric`` at the trial's kept epoch (the best
     epoch by the study's first objective), in the one direction the metric improves in
-    (`METRIC_DIRECTIONS`, `STUDY_METRICS`; ``direction`` may repeat it)."""
+    (`METRIC_DIRECTIONS`, `STUDY_METRICS`; ``direction`` may repeat it).
+
+    With ``search.repeats`` k > 1 each seed keeps its own epoch and values, and the objective
+    is their ``aggregate``: ``mean``, or ``lcb``, the pessimistic end of a one-sided 95 %
+    Student-t interval of that mean: mean − t(0.95, k − 1)·sd/√k for a maximised metric,
+    mean + t(0.95, k − 1)·sd/√k for a minimised one (sd with k − 1 degrees of freedom).
+    """
 
     metric: str = "val_auc"
     direction: Literal["maximize", "minimize"] | None = None
+    aggregate: Literal["mean", "lcb"] = "mean"
 
     def __post_init__(self) -> None:
         require(self.metric in OBJECTIVE_DIRECTIONS, "metric",
@@ -232,8 +240,11 @@ class SearchSpec:
     # one objective, or a list of them: a multi-objective study (its result: a Pareto front)
     objective: ObjectiveSpec | list[ObjectiveSpec] = field(default_factory=ObjectiveSpec)
     augment: dict[str, Param] = field(default_factory=dict)  # sampled `AugmentConfig` options
+    repeats: int = 1  # seeds each configuration trains: base.seed + 0 .. repeats - 1
 
     def __post_init__(self) -> None:
+        require(self.repeats >= 1, "repeats", "repeats >= 1 (seeds per configuration)",
+                self.repeats)
         require(len(self.losses) > 0, "losses", "losses is not empty", self.losses)
         for i, loss in enumerate(self.losses):
             require(loss in LOSS_TYPES, f"losses[{i}]", f"loss in {{{', '.join(LOSS_TYPES)}}}",
@@ -274,6 +285,10 @@ class SearchSpec:
             require(objective.metric not in LOSS_METRICS or not mixed, key,
                     "a loss objective (train_loss, val_loss) only in a study without both ce "
                     "and the AUC family (their losses have different units)", objective.metric)
+            require(objective.aggregate == "mean" or self.repeats >= 2,
+                    key.replace(".metric", ".aggregate"),
+                    "aggregate lcb only with repeats >= 2 (a bound needs two seeds)",
+                    objective.aggregate)
 
     @property
     def objectives(self) -> list[ObjectiveSpec]:

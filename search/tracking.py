@@ -44,8 +44,6 @@ T = TypeVar("T")
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 ROLE, STUDY, TRIAL = "musicdet.role", "musicdet.study", "musicdet.trial"
 ORIGIN = "musicdet.trial_origin"
-TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json")
-MODEL_FILE = "model.pt"  # a trial folder's model, logged as a pyfunc LoggedModel of its run
 # The UI view `musicdet-search ui` opens: MLflow keeps shared views in experiment tags.
 SHARED_VIEW_TAG, TRIALS_VIEW = "mlflow.sharedViewState.", "musicdet-trials"
 UI_CURVES = ("val_auc", "val_eer", "val_loss", "train_loss")
@@ -209,10 +207,11 @@ class StudyTracker:
         return [r for r in runs if r.info.status in ("RUNNING", "KILLED")]
 
     def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
-                     trial_dir: Path | None, reason: str | None = None,
-                     node_id: str | None = None) -> None:
-        """best_* summaries, artifacts from ``trial_dir`` and its model file as a pyfunc
-        LoggedModel (`search.pyfunc`), status and optuna_state tags, end the run."""
+                     files: list[tuple[Path, str | None]], reason: str | None = None,
+                     node_id: str | None = None, model: Path | None = None) -> None:
+        """best_* summaries, ``files`` as artifacts (each with its artifact folder), the
+        ``model`` file as a pyfunc LoggedModel (`search.pyfunc`), status and optuna_state tags,
+        end the run."""
         if summary:
             self.log_epoch(run_id, {f"best_{k}": v for k, v in summary.items()}, 0)
         tags = [RunTag("status", status)]
@@ -223,11 +222,10 @@ class StudyTracker:
         if node_id:
             tags.append(RunTag("ray_node_id", node_id))
         self.client.log_batch(run_id, tags=tags)
-        for name in TRIAL_ARTIFACTS:
-            if trial_dir is not None and (trial_dir / name).is_file():
-                self.client.log_artifact(run_id, str(trial_dir / name))
-        if trial_dir is not None and (trial_dir / MODEL_FILE).is_file():
-            self.log_model(run_id, trial_dir / MODEL_FILE)
+        for path, folder in files:
+            self.client.log_artifact(run_id, str(path), folder)
+        if model is not None:
+            self.log_model(run_id, model)
         self.client.set_terminated(run_id, RunStatus.to_string(TERMINAL[status]))
 
     def log_model(self, run_id: str | None, model_file: Path,

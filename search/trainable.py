@@ -7,8 +7,10 @@ value at the epoch the first objective keeps (the one model.pt holds), so a tria
 always describe one model.
 Its outputs live in ``<workdir>/trials/trial-<origin>``, keyed by the Optuna trial number the
 configuration first had, so a trial requeued after its driver died resumes the same folder.
-Each attempt also writes there where it runs (``worker.json``: process id, Ray node, GPUs) and, if
-training raises, why (``error.txt``: one line), for the driver to record.
+Each attempt also writes there where it runs (``worker.json``: process id, Ray node, GPUs) and,
+if training raises, why (``error.txt``: one line), for the driver to record. With
+``search.repeats`` > 1 (see `search.repeats`) the seeds train in ``seed-<seed>`` folders below it
+and the trial folder's history.json holds their aggregate.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ FAILED = "failed"
 NODE_ID = "node_id"
 TUNE_CHECKPOINT = "tune-checkpoint"
 WORKER_FILE, ERROR_FILE = "worker.json", "error.txt"
+CHECKPOINT, MODEL = "checkpoint.pt", "model.pt"
+TRIAL_ARTIFACTS = ("roc.png", "scores.png", "config.yaml", "history.json")
 
 
 def trial_dir(workdir: str | Path, origin: int) -> Path:
@@ -63,8 +67,8 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
     metrics = list(metrics) or [metric]
     out = trial_dir(workdir, config["origin"])
     out.mkdir(parents=True, exist_ok=True)
-    _record_worker(out)
-    _take_tune_checkpoint(out)
+    record_worker(out)
+    take_tune_checkpoint(out, [CHECKPOINT])
     reported = False
 
     def on_epoch(report: EpochReport) -> None:
@@ -73,7 +77,7 @@ def run_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
         if report.epoch == run_config.training.epochs:  # schedulers stop a trial at its last report
             write_trial_plots(out, metric)
         tune.report({**report.metrics(), **objective_result(epoch_history(out), metrics)},
-                    checkpoint=tune.Checkpoint.from_directory(_link_checkpoint(out)))
+                    checkpoint=tune.Checkpoint.from_directory(link_checkpoints(out, [CHECKPOINT])))
 
     try:
         train(run_config, out, data=data, on_epoch=on_epoch, progress=False)
@@ -105,18 +109,19 @@ def worker_info(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _record_worker(out: Path) -> None:
-    """Write where this attempt runs (``worker.json``: also the GPUs Ray gave it); forget an
-    earlier attempt's error."""
+def record_worker(out: Path, **extra: float) -> None:
+    """Write where this attempt runs (``worker.json``: also the GPUs Ray gave it, and
+    ``extra``); forget an earlier attempt's error."""
     write_text(out / WORKER_FILE, json.dumps({
         "pid": os.getpid(), NODE_ID: ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address(), "gpu_ids": ray.get_gpu_ids()}))
+        "node_ip": ray.util.get_node_ip_address(), "gpu_ids": ray.get_gpu_ids(), **extra}))
     (out / ERROR_FILE).unlink(missing_ok=True)
 
 
 def write_trial_plots(out: Path, metric: str) -> None:
     """ROC curve and score histograms (threshold at P = 0.90) of the best epoch by ``metric``
-    (the one model.pt holds), if saved."""
+    (the one model.pt holds), if saved; of the kept seed's model (`kept_folder`) if repeated."""
+    out = kept_folder(out)
     best = best_epoch(epoch_history(out), metric)
     if best is None or not (out / "validation.npz").exists():
         return
@@ -156,9 +161,11 @@ def objective_result(history: list[dict[str, float]], metrics: Sequence[str]) ->
 
 
 def epoch_objectives(history: list[dict[str, float]], metric: str) -> dict[int, float]:
-    """The objective the trial reported after each epoch of ``history``, by epoch (1, 2, ...);
-    epochs before ``metric`` had a finite value are left out."""
-    values = {int(e["epoch"]): objective(history[:i + 1], metric) for i, e in enumerate(history)}
+    """The objective the trial reported after each epoch of ``history``, by epoch (1, 2, ...;
+    a repeated trial's aggregate history holds it as ``objective``); epochs before ``metric``
+    had a finite value are left out."""
+    values = {int(e["epoch"]): e.get(OBJECTIVE, objective(history[:i + 1], metric))
+              for i, e in enumerate(history)}
     return {epoch: value for epoch, value in values.items() if math.isfinite(value)}
 
 
@@ -168,20 +175,68 @@ def epoch_history(out: Path) -> list[dict[str, float]]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def _link_checkpoint(out: Path) -> str:
-    """A folder holding only (a hard link to) the epoch's checkpoint, for Ray to persist."""
+def seed_dir(out: Path, seed: int) -> Path:
+    """Where seed ``seed`` of a repeated trial trains."""
+    return out / f"seed-{seed}"
+
+
+def seed_folders(out: Path) -> list[Path]:
+    """The training folders of the trial in ``out``: its seed folders by seed, else ``out``."""
+    return sorted(out.glob("seed-*"), key=seed_number) or [out]
+
+
+def seed_number(folder: Path) -> int:
+    """The seed a ``seed-S`` folder trains."""
+    return int(folder.name.removeprefix("seed-"))
+
+
+def kept_folder(out: Path) -> Path:
+    """The folder whose model the trial keeps (MLflow's model, export, register): the lowest
+    seed's, base.seed, which the exported config reproduces (``out`` itself if not repeated)."""
+    return seed_folders(out)[0]
+
+
+def artifact_files(out: Path) -> list[tuple[Path, str | None]]:
+    """The trial's files for MLflow, with their artifact folder: `TRIAL_ARTIFACTS` (from
+    ``out``, else from the kept seed's folder) and, if repeated, each seed's history.json under
+    seeds/seed-S/ (the model is logged as a model: `kept_model`)."""
+    files = []
+    for name in TRIAL_ARTIFACTS:
+        path = out / name if (out / name).is_file() else kept_folder(out) / name
+        if path.is_file():
+            files.append((path, None))
+    seeds = [p for p in seed_folders(out) if p != out]
+    return files + [(p / "history.json", f"seeds/{p.name}") for p in seeds
+                    if (p / "history.json").is_file()]
+
+
+def kept_model(out: Path) -> Path | None:
+    """The model file the trial keeps (`kept_folder`'s), if it has one yet."""
+    path = kept_folder(out) / MODEL
+    return path if path.is_file() else None
+
+
+def link_checkpoints(out: Path, names: list[str]) -> str:
+    """A folder holding only (hard links to) the checkpoints ``names`` (paths below ``out``),
+    for Ray to persist."""
     folder = out / TUNE_CHECKPOINT
-    folder.mkdir(exist_ok=True)
-    link = folder / "checkpoint.pt"
-    link.unlink(missing_ok=True)
-    os.link(out / "checkpoint.pt", link)
+    for name in names:
+        link = folder / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        os.link(out / name, link)
     return str(folder)
 
 
-def _take_tune_checkpoint(out: Path) -> None:
-    """When Ray restarts this trial, continue from the checkpoint it last persisted."""
+def take_tune_checkpoint(out: Path, names: list[str]) -> None:
+    """When Ray restarts this trial, continue from the checkpoints it last persisted."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return
-    with checkpoint.as_directory() as folder, atomic_path(out / "checkpoint.pt") as tmp:
-        shutil.copyfile(Path(folder) / "checkpoint.pt", tmp)
+    with checkpoint.as_directory() as folder:
+        for name in names:
+            if not (Path(folder) / name).is_file():
+                continue
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(Path(folder) / name, tmp)

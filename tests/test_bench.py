@@ -41,13 +41,16 @@ def trial(state: TrialState, seconds: float | None) -> optuna.trial.FrozenTrial:
 
 def test_the_overhead_bench_times_only_complete_trials() -> None:
     overhead = bench("search_overhead")
+    copy = trial(TrialState.COMPLETE, 0.1)
+    copy.user_attrs = {"duplicate_of": 0}
     trials = [trial(TrialState.COMPLETE, 3.0), trial(TrialState.FAIL, None),
-              trial(TrialState.COMPLETE, 5.0), trial(TrialState.WAITING, None)]
+              trial(TrialState.COMPLETE, 5.0), trial(TrialState.WAITING, None), copy]
     timed = overhead.timed_trials(trials)
     assert [t.duration.total_seconds() for t in timed] == [3.0, 5.0]
     text = overhead.summary(20.0, len(trials), [3.0, 5.0], [1.0, 3.0])
     assert text.splitlines() == [
-        "study wall 20.0 s for 4 trials (incl. Ray start, data, MLflow); 2 not COMPLETE, left out",
+        "study wall 20.0 s for 5 trials (incl. Ray start, data, MLflow); 3 left out (not "
+        "COMPLETE, or duplicates)",
         "mean trial 4.00 s, mean bare train() 2.00 s over 2 configs, ratio 2.000 "
         "(overhead 2.00 s/trial)"]
     assert overhead.summary(9.0, 1, [], []).endswith("no COMPLETE trial: nothing to compare")

@@ -2,7 +2,9 @@
 a non-finite loss, a trial that raises, and a worker process SIGKILLed mid-epoch.
 
 Each ends as FailureConfig says (failed with its reason, or retried from its checkpoint) while
-the other trials are unaffected and the study ends with exactly the requested trials.
+the other trials are unaffected and the study ends with exactly the requested trials. With
+``search.repeats`` 2 the faults hit the first seed of each trial (the worker killed is that
+seed's task worker) and end the trial all the same; the retry resumes both seeds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from search.export import load_study
 from search.runner import run_study
 from search.spec import load_spec
 from search.study import FAIL_REASON
-from search.trainable import trial_dir, worker_info
+from search.trainable import seed_dir, trial_dir, worker_info
 
 pytestmark = pytest.mark.slow
 GRID = [
@@ -46,19 +48,26 @@ def kill_worker_mid_epoch(folder: Path, killed: list[int]) -> None:
     killed.append(pid)
 
 
+def training_folder(workdir: Path, number: int, repeats: int) -> Path:
+    """Where trial ``number`` trains: its folder, or its first seed's (seed 0) if repeated."""
+    folder = trial_dir(workdir, number)
+    return folder if repeats == 1 else seed_dir(folder, 0)
+
+
+@pytest.mark.parametrize("repeats", [1, 2])
 def test_nan_loss_raising_trial_and_killed_worker_leave_the_study_whole(
-        tmp_path, monkeypatch, cache_dir, local_ray) -> None:
+        tmp_path, monkeypatch, cache_dir, local_ray, repeats: int) -> None:
     monkeypatch.chdir(tmp_path)
     spec = load_spec(write_spec(
         tmp_path, cache_dir, name="faults", training={"epochs": EPOCHS, "sequences_per_epoch": 48},
-        search={"sampler": "grid", "grid": GRID, "n_trials": 3},
+        search={"sampler": "grid", "grid": GRID, "n_trials": 3, "repeats": repeats},
         resources={"max_failures": 1}))
-    corrupt = trial_dir(spec.workdir, 1) / "checkpoint.pt"
+    corrupt = training_folder(spec.workdir, 1, repeats) / "checkpoint.pt"
     corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"not a checkpoint")
     killed: list[int] = []
-    killer = threading.Thread(target=kill_worker_mid_epoch,
-                              args=(trial_dir(spec.workdir, 2), killed), daemon=True)
+    victim = training_folder(spec.workdir, 2, repeats)
+    killer = threading.Thread(target=kill_worker_mid_epoch, args=(victim, killed), daemon=True)
     killer.start()
 
     result = run_study(spec, out=None)
@@ -81,7 +90,7 @@ def test_nan_loss_raising_trial_and_killed_worker_leave_the_study_whole(
     assert "not a readable checkpoint" in runs["ce"].data.tags["fail_reason"]
 
     assert retried.state == TrialState.COMPLETE and retried.user_attrs["epochs"] == EPOCHS
-    assert worker_info(trial_dir(spec.workdir, 2))["pid"] != killed[0]  # a new worker resumed
+    assert worker_info(victim)["pid"] != killed[0]  # a new worker resumed
     history = client.get_metric_history(runs["aauc"].info.run_id, "val_auc")
     assert sorted({m.step for m in history}) == [1, 2, 3]
     assert list(retried.intermediate_values) == [1, 2, 3]  # step = epoch, across the restart

@@ -27,8 +27,7 @@ from musicdet.configtools import ConfigError
 from search.cli import main as search_main
 from search.spec import hide_password, load_spec, parse_spec
 from search.study import open_storage
-from search.tracking import TRIAL_ARTIFACTS
-from search.trainable import trial_dir
+from search.trainable import TRIAL_ARTIFACTS, trial_dir
 
 PASSWORD = "S3cretPw"
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\])$")

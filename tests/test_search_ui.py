@@ -41,7 +41,7 @@ def tracked_study(spec_path: Path) -> tuple[str, list[str]]:
         run_id = tracker.trial_run(parent, number, number, f"ray-{number}", {"loss": loss})
         for epoch in (1, 2):
             tracker.log_epoch(run_id, {"val_auc": 0.5 + 0.1 * epoch + number / 100}, epoch)
-        tracker.finish_trial(run_id, "FINISHED", {"val_auc": 0.7 + number / 100}, None)
+        tracker.finish_trial(run_id, "FINISHED", {"val_auc": 0.7 + number / 100}, [])
         trials.append(run_id)
     return tracker.experiment_id, trials
 
