@@ -32,7 +32,8 @@ from musicdet.modelfile import load_model
 from .space import complete_params, describe, run_config_of
 from .spec import RUN_IT_FIRST, StudySpec, hide_password
 from .study import DUPLICATE_OF, open_storage, pareto_front, trial_origin
-from .tracking import MODEL_FILE, ORIGIN, ROLE, StudyTracker, study_settings
+from .tracking import ORIGIN, ROLE, StudyTracker, study_settings
+from .trainable import MODEL
 
 PARETO_TABLE = "pareto_front.txt"  # the table's file on the parent run and under summary/
 
@@ -206,10 +207,10 @@ def _log_artifact_model(tracker: StudyTracker, run_id: str) -> LoggedModel:
     """Log run ``run_id``'s ``model/model.pt`` artifact as its pyfunc model."""
     with tempfile.TemporaryDirectory(prefix="musicdet-champion-") as tmp:
         try:
-            path = tracker.client.download_artifacts(run_id, f"model/{MODEL_FILE}", tmp)
+            path = tracker.client.download_artifacts(run_id, f"model/{MODEL}", tmp)
         except MlflowException as error:
             raise CommandError(f"MLflow run {run_id} holds no model (no logged model, no "
-                               f"model/{MODEL_FILE} artifact): {error.message}") from None
+                               f"model/{MODEL} artifact): {error.message}") from None
         return tracker.log_model(run_id, Path(path))
 
 

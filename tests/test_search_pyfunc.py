@@ -31,6 +31,7 @@ from search.export import register_champion
 from search.pyfunc import pip_requirements
 from search.spec import load_spec
 from search.tracking import StudyTracker, study_settings
+from search.trainable import artifact_files, kept_model
 
 
 @dataclass
@@ -59,7 +60,7 @@ def detect_scores(model: Path, audio: Path, out: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
-    """Trial 0 of a study, tracked as the driver does (finish_trial with its folder), then
+    """Trial 0 of a study, tracked as the driver does (finish_trial with its folder's files and model), then
     registered by export --register's function."""
     tmp = tmp_path_factory.mktemp("champion")
     spec = load_spec(write_spec(tmp, str(tmp / "cache"), name="serve"))
@@ -71,7 +72,8 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     model = save_tiny_model(folder / "model.pt")
     (folder / "history.json").write_text("[]")
     started = time.perf_counter()
-    tracker.finish_trial(run_id, "FINISHED", {"val_auc": 0.7}, folder)
+    tracker.finish_trial(run_id, "FINISHED", {"val_auc": 0.7}, artifact_files(folder),
+                         model=kept_model(folder))
     seconds = time.perf_counter() - started
     assert register_champion(spec, frozen_trial(0)) == 1
     audio = write_wav(tmp / "audio" / "prog.wav", 70.0)  # two of detect's 60 s blocks
