@@ -60,8 +60,8 @@ def detect_scores(model: Path, audio: Path, out: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
-    """Trial 0 of a study, tracked as the driver does (finish_trial with its folder's files and model), then
-    registered by export --register's function."""
+    """Trial 0 of a study, tracked as the driver does (finish_trial with its folder's files
+    and model), then registered by export --register's function."""
     tmp = tmp_path_factory.mktemp("champion")
     spec = load_spec(write_spec(tmp, str(tmp / "cache"), name="serve"))
     settings = study_settings(spec)
