@@ -24,14 +24,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
 from .audio import AudioError, audio_duration, find_audio, stream_audio
-from .configtools import require
+from .config import RunConfig
+from .configtools import ConfigError, require
 from .datasets import MUSIC, NO_MUSIC
 from .devices import choose_device
 from .features import FeatureConfig, MelScaler, frame_features
@@ -271,17 +272,54 @@ def context_range(start: int, stop: int, window: int, n_frames: int | None) -> t
     return first, n_frames if last_start + window >= n_frames else last_start + window
 
 
+class Scorer(Protocol):
+    """What scores frames: a `Detector` (torch) or an `onnx.OnnxDetector` (onnxruntime)."""
+
+    config: RunConfig
+
+    @property
+    def threshold(self) -> float: ...
+
+    def logits(self, features: np.ndarray, batch_windows: int = ...) -> np.ndarray: ...
+
+
+RUNTIMES = ("torch", "onnx")
+BATCH_WINDOWS = 128
+"""Windows per BiGRU batch when streaming: each call scores 128 · hop new frames (192 s at
+the default 300-frame windows); larger batches run the GRU's small matrix products faster."""
+
+
+def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
+    """``detector`` itself (torch) or its onnxruntime twin (`onnx.OnnxDetector`)."""
+    if runtime not in RUNTIMES:
+        raise ConfigError("runtime", f"expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        return detector
+    if next(detector.model.parameters()).device.type != "cpu":
+        raise ConfigError("runtime", "onnx runs on the CPU; expected --device cpu with "
+                                     "--runtime onnx")
+    from .onnx import OnnxDetector
+    return OnnxDetector(detector)
+
+
 def stream_logits(
-    detector: Detector, feature_blocks: Iterable[np.ndarray], block_frames: int = 6000
+    detector: Scorer, feature_blocks: Iterable[np.ndarray], block_frames: int | None = None
 ) -> Iterator[np.ndarray]:
     """Frame logits of a file, in consecutive blocks, from its consecutive feature blocks.
 
     Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
-    about ``block_frames`` + 2 windows of features at a time.
+    about ``block_frames`` (default `BATCH_WINDOWS` window hops) + 2 windows of features at
+    a time and scores each block's windows in one batch.
     """
     window = detector.config.training.sequence_frames
     hop = window // 2
+    block_frames = BATCH_WINDOWS * hop if block_frames is None else block_frames
     block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
+    batch = block_frames // hop + 2  # the block's windows and those reaching into it
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        return detector.logits(features, batch_windows=batch)
+
     buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
     buffer_start = 0  # frame index of buffer[0]
     done = 0  # frames whose logits were yielded
@@ -289,28 +327,26 @@ def stream_logits(
         buffer = np.concatenate((buffer, features))
         while buffer_start + len(buffer) >= done + block_frames + window:
             first, last = context_range(done, done + block_frames, window, None)
-            logits = detector.logits(buffer[first - buffer_start : last - buffer_start])
-            yield logits[done - first : done - first + block_frames]
+            block_logits = logits(buffer[first - buffer_start : last - buffer_start])
+            yield block_logits[done - first : done - first + block_frames]
             done += block_frames
             keep = context_range(done, done + 1, window, None)[0]
             buffer, buffer_start = buffer[keep - buffer_start :], keep
     n_frames = buffer_start + len(buffer)
     if done < n_frames:
         first, last = context_range(done, n_frames, window, n_frames)
-        yield detector.logits(buffer[first - buffer_start : last - buffer_start])[done - first :]
+        yield logits(buffer[first - buffer_start : last - buffer_start])[done - first :]
 
 
 def stream_probabilities(
-    detector: Detector, blocks: Iterable[np.ndarray], block_seconds: float = 60.0
+    detector: Scorer, blocks: Iterable[np.ndarray]
 ) -> Iterator[np.ndarray]:
     """Music probabilities of a file's consecutive 16 kHz audio blocks, in consecutive blocks.
 
     Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU.
     """
-    config = detector.config.features
-    features = _background(stream_features(blocks, config))
-    block_frames = seconds_to_frames(block_seconds, config.hop_seconds)
-    for logits in stream_logits(detector, features, block_frames):
+    features = _background(stream_features(blocks, detector.config.features))
+    for logits in stream_logits(detector, features):
         yield sigmoid(logits)
 
 
@@ -326,13 +362,14 @@ class Detection:
 
 
 def detect_file(
-    detector: Detector,
+    detector: Scorer,
     path: str | Path,
     smoothing: Smoothing | None = None,
     block_seconds: float = 60.0,
     on_audio: Callable[[float], object] | None = None,
 ) -> Detection:
-    """Stream ``path`` through ``detector`` and smooth; ``on_audio(seconds)`` per audio block."""
+    """Stream ``path`` through ``detector`` (a `Detector` or `scorer_for` one) and smooth;
+    ``on_audio(seconds)`` per audio block of ``block_seconds``."""
     smoothing = smoothing or Smoothing()
     config = detector.config.features
     samples = 0
@@ -346,7 +383,7 @@ def detect_file(
             yield block
 
     audio = counted(stream_audio(path, block_seconds))
-    probabilities = np.concatenate(list(stream_probabilities(detector, audio, block_seconds)))
+    probabilities = np.concatenate(list(stream_probabilities(detector, audio)))
     decisions = decide(probabilities, smoothing, detector.threshold, config.hop_seconds)
     duration = samples / config.sample_rate
     segments = to_segments(decisions, config.hop_seconds, duration)
@@ -365,13 +402,15 @@ def detect(
     skip_bad: bool = False,
     progress: bool = True,
     device: str = "cpu",
+    runtime: str = "torch",
 ) -> list[tuple[Path, str]]:
     """Detect music in every audio file of ``inputs`` (files, folders, globs) into ``out_dir``.
 
     Writes ``NAME.segments.EXT`` and, with ``frame_scores``, ``NAME.frames.csv|npy``. A file
     that cannot be read raises its `AudioError`, unless ``skip_bad``: then the others go on
     and the failures are returned as ``(path, message)``. The model is moved to ``device``
-    (auto | cpu | cuda, see `choose_device`) for scoring.
+    (auto | cpu | cuda, see `choose_device`) for scoring, and run by ``runtime`` (torch, or
+    onnx: onnxruntime on the CPU, see `scorer_for`).
     """
     require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
             segment_format)
@@ -380,6 +419,7 @@ def detect(
     torch_device = choose_device(device)
     detector = model if isinstance(model, Detector) else load_model(model)
     detector.model.to(torch_device)
+    scorer = scorer_for(detector, runtime)
     paths = find_audio(inputs)
     out = Path(out_dir)
     hop_seconds = detector.config.features.hop_seconds
@@ -388,7 +428,7 @@ def detect(
     with tqdm(total=round(total, 2), unit="s", desc="detect", disable=not progress) as bar:
         for path, name in zip(paths, output_names(paths), strict=True):
             try:
-                result = detect_file(detector, path, smoothing, block_seconds, bar.update)
+                result = detect_file(scorer, path, smoothing, block_seconds, bar.update)
             except AudioError as error:
                 if not skip_bad:
                     raise

@@ -520,7 +520,7 @@ class Normalizer:
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         """``features`` (..., dims) scaled block-wise and clipped to [0, 1], float32."""
-        offset, scale = self._offset_scale()
+        offset, scale = self.offset_scale()
         if features.shape[-1] != len(offset):
             raise ValueError(
                 f"features: expected {len(offset)} dims in the last axis, got shape "
@@ -529,7 +529,8 @@ class Normalizer:
         scaled = (features.astype(np.float32) - offset) * scale
         return np.clip(scaled, 0.0, 1.0, out=scaled)
 
-    def _offset_scale(self) -> tuple[np.ndarray, np.ndarray]:
+    def offset_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension float32 offset and scale: `apply` is ``clip((x - offset) · scale)``."""
         low = np.asarray(self.minimum, dtype=np.float32)
         span = np.asarray(self.maximum, dtype=np.float32) - low
         scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)

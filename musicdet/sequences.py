@@ -10,7 +10,7 @@ stream long files block by block.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,7 +133,10 @@ def window_weights(length: int) -> np.ndarray:
     return np.minimum(index + 1, length - index).astype(np.float64)
 
 
-@torch.no_grad()
+WindowScorer = Callable[[np.ndarray], np.ndarray]
+"""Scores a batch of windows: features (B, L, D) float32 → logits (B, L)."""
+
+
 def frame_logits(
     model: nn.Module,
     features: np.ndarray,
@@ -142,6 +145,23 @@ def frame_logits(
     batch_windows: int = 64,
 ) -> np.ndarray:
     """Score every frame of one file (T, D) → logits (T,) float64 by blended windows."""
+    return blend_windows(torch_scorer(model, device), features, window, batch_windows)
+
+
+def torch_scorer(model: nn.Module, device: torch.device | str = "cpu") -> WindowScorer:
+    """`WindowScorer` of a torch model on ``device``."""
+    @torch.no_grad()
+    def score(batch: np.ndarray) -> np.ndarray:
+        # copied into torch's 64-byte aligned memory, as `_stack` does (same float results)
+        return model(torch.tensor(batch, device=device)).double().cpu().numpy()
+    return score
+
+
+def blend_windows(
+    score: WindowScorer, features: np.ndarray, window: int, batch_windows: int = 64
+) -> np.ndarray:
+    """Logits (T,) float64 of one file's features (T, D): the `window_starts` windows scored
+    ``batch_windows`` at a time by ``score``, blended with `window_weights`."""
     n_frames = len(features)
     if n_frames == 0:
         return np.zeros(0)
@@ -150,11 +170,11 @@ def frame_logits(
     weights = window_weights(length)
     total = np.zeros(n_frames)
     norm = np.zeros(n_frames)
-    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    features = np.asarray(features, dtype=np.float32)
     for first in range(0, len(starts), batch_windows):
         chunk = starts[first : first + batch_windows]
-        batch = torch.stack([tensor[s : s + length] for s in chunk]).to(device)
-        logits = model(batch).double().cpu().numpy()
+        logits = np.asarray(score(np.stack([features[s : s + length] for s in chunk])),
+                            dtype=np.float64)
         for start, row in zip(chunk, logits, strict=True):
             total[start : start + length] += weights * row
             norm[start : start + length] += weights
