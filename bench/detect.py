@@ -1,12 +1,20 @@
 """Benchmark `musicdet detect`: ×realtime and peak memory of streamed detection on long files.
 
-    python bench/detect.py [--hours 1.0] [--threads 1] [--skip-long]
+    python bench/detect.py [--hours 1.0] [--threads 2] [--skip-long]
 
-Writes a HOURS-long and a 4×HOURS-long 16 kHz wav into a temp dir, saves an untrained model of
-the paper's size, and runs each measurement in a fresh subprocess (so its peak RSS is its
-own): the streamed detect path (decode + features in a worker thread, BiGRU in the main
-thread), features alone (decode + log-Mel + chroma), BiGRU alone (on precomputed features),
-and the whole-file non-streaming path as the baseline.
+Writes a HOURS-long and a 4×HOURS-long 16 kHz wav into a temp dir and scores them with the
+shipped model (musicdet/models/default.pt). Each measurement runs in a fresh subprocess, so
+its peak RSS is its own:
+
+* reference: the path before issue 14, measured here as the baseline: openSMILE chroma,
+  BiGRU batches of one 60 s block (42 windows);
+* detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
+  torch, and detect-onnx: the same with onnxruntime running the model;
+* features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
+  precomputed features (the short input only).
+
+Ratios are against the reference measured in the same run, so a busy machine shifts the
+absolute figures but less so the ratios; the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy as np
 import soundfile
 
 SAMPLE_RATE = 16000
+OLD_BLOCK_FRAMES = 6000  # the BiGRU block of the reference path: 60 s at 100 frames/s
 
 
 def write_programme(path: Path, hours: float, seed: int = 0) -> None:
@@ -41,37 +50,43 @@ def write_programme(path: Path, hours: float, seed: int = 0) -> None:
             sound.write((noise if index % 2 else chord[:length]).astype(np.float32))
 
 
-def measure(mode: str, model: Path, audio: Path, threads: int) -> dict[str, float]:
+def measure(mode: str, audio: Path, threads: int) -> dict[str, float]:
     """Run one measurement (`_child`) in a fresh interpreter; returns its timings and RSS."""
-    command = [sys.executable, __file__, "--child", mode, str(model), str(audio), str(threads)]
+    command = [sys.executable, __file__, "--child", mode, str(audio), str(threads)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
-def _child(mode: str, model_path: str, audio_path: str, threads: int) -> None:
+def _child(mode: str, audio_path: str, threads: int) -> None:
     import torch
 
-    from musicdet.audio import audio_duration, load_audio, stream_audio
-    from musicdet.detect import detect_file, stream_features, stream_logits
-    from musicdet.features import extract_features
+    from musicdet import features
+    from musicdet.audio import audio_duration, stream_audio
+    from musicdet.detect import detect_file, scorer_for, stream_features, stream_logits
     from musicdet.modelfile import load_model
+    from musicdet.shipped import DEFAULT_MODEL
 
     torch.set_num_threads(threads)
-    detector = load_model(model_path)
+    detector = load_model(DEFAULT_MODEL)
+    scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
+    if mode == "reference":
+        features.chroma_features = features.opensmile_chroma  # frame_features looks it up
     start = time.perf_counter()
-    if mode == "detect":
-        detect_file(detector, audio_path)
+    if mode in ("detect", "detect-onnx"):
+        detect_file(scorer, audio_path)
+    elif mode == "reference":
+        blocks = stream_features(stream_audio(audio_path), config)
+        for _ in stream_logits(detector, blocks, OLD_BLOCK_FRAMES):
+            pass
     elif mode == "features":
         for _ in stream_features(stream_audio(audio_path), config):
             pass
-    elif mode == "gru":
+    elif mode in ("gru", "gru-onnx"):
         blocks = list(stream_features(stream_audio(audio_path), config))
         start = time.perf_counter()
-        for _ in stream_logits(detector, blocks):
+        for _ in stream_logits(scorer, blocks):
             pass
-    elif mode == "whole":
-        detector.probabilities(extract_features(load_audio(audio_path), config))
     seconds = time.perf_counter() - start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "audio_seconds": audio_duration(audio_path),
@@ -81,55 +96,42 @@ def _child(mode: str, model_path: str, audio_path: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=1.0, help="length of the short input")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the BiGRU")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads (onnxruntime: one per core)")
     parser.add_argument("--skip-long", action="store_true", help="no 4×HOURS input")
     args = parser.parse_args()
 
-    from musicdet.config import RunConfig
-    from musicdet.features import Normalizer
-    from musicdet.model import BiGRUDetector
-    from musicdet.modelfile import save_model
-
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
-          f"torch threads for the BiGRU: {args.threads}")
+    print(f"cores: {os.cpu_count()}, load average: {_load()}, torch threads: {args.threads}")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        config = RunConfig()
-        rng = np.random.default_rng(0)
-        normalizer = Normalizer.fit([np.concatenate(
-            [rng.normal(-10, 5, (500, 128)), rng.uniform(0, 0.5, (500, 12))], 1)])
-        model = save_model(folder / "model.pt", BiGRUDetector(config.model), config,
-                           normalizer, {})
         lengths = [args.hours] if args.skip_long else [args.hours, 4 * args.hours]
         for hours in lengths:
-            audio = folder / f"{hours:g}h.wav"
+            audio = Path(tmp) / f"{hours:g}h.wav"
             write_programme(audio, hours)
-            modes = ["detect", "features", "gru", "whole"] if hours == args.hours else ["detect"]
-            results = {mode: measure(mode, model, audio, args.threads) for mode in modes}
-            report(hours, results)
+            modes = ["reference", "detect", "detect-onnx"]
+            if hours == args.hours:
+                modes += ["features", "gru", "gru-onnx"]
+            report(hours, {mode: measure(mode, audio, args.threads) for mode in modes})
             audio.unlink()
+    print(f"\nload average after: {_load()}")
 
 
 def report(hours: float, results: dict[str, dict[str, float]]) -> None:
-    audio_seconds = results["detect"]["audio_seconds"]
+    audio_seconds = results["reference"]["audio_seconds"]
+    reference = results["reference"]["seconds"]
     print(f"\n{hours:g} h input ({audio_seconds:.0f} s of audio):")
+    print(f"  {'path':12s} {'seconds':>8s} {'×realtime':>10s} {'vs reference':>13s} "
+          f"{'peak RSS':>9s}")
     for mode, result in results.items():
-        print(f"  {mode:9s} {result['seconds']:7.1f} s  {audio_seconds / result['seconds']:6.0f}× "
-              f"realtime  peak RSS {result['peak_rss_mb']:7.0f} MB")
-    if "whole" in results:
-        detect, whole = results["detect"], results["whole"]
-        parts = results["features"]["seconds"] + results["gru"]["seconds"]
-        speed = whole["seconds"] / detect["seconds"]
-        memory = detect["peak_rss_mb"] / whole["peak_rss_mb"]
-        print(f"  streamed detect vs whole-file baseline: {speed:.2f}× the speed, "
-              f"{memory:.2f}× the memory")
-        print(f"  split: features {results['features']['seconds'] / parts:.0%}, BiGRU "
-              f"{results['gru']['seconds'] / parts:.0%} of their sum; pipelining gives "
-              f"{parts / detect['seconds']:.2f}× the sum's speed")
+        print(f"  {mode:12s} {result['seconds']:8.1f} {audio_seconds / result['seconds']:9.0f}× "
+              f"{reference / result['seconds']:12.2f}× {result['peak_rss_mb']:6.0f} MB")
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         main()

@@ -35,7 +35,6 @@ import hashlib
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,6 @@ from typing import Any, Literal
 
 import librosa
 import numpy as np
-import opensmile
 import scipy.fft
 import scipy.signal
 from scipy.ndimage import maximum_filter1d
@@ -351,17 +349,38 @@ def _db_a(frequency: np.ndarray) -> np.ndarray:
 
 @functools.cache
 def mel_matrix(config: FeatureConfig) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) float32 Slaney Mel filter bank (librosa's default)."""
-    with warnings.catch_warnings():  # empty filters: FeatureConfig raises a ConfigError instead
-        warnings.simplefilter("ignore", UserWarning)
-        return librosa.filters.mel(
-            sr=config.sample_rate,
-            n_fft=config.n_fft,
-            n_mels=config.n_mels,
-            fmin=config.fmin,
-            fmax=config.fmax,
-            dtype=np.float32,
-        )
+    """(n_mels, n_fft // 2 + 1) float32 Slaney Mel filter bank: ``librosa.filters.mel``'s
+    default (Slaney scale and area norm), computed as librosa does, in numpy (librosa's own
+    import costs ~110 MB of numba; tests/test_features.py checks they are equal)."""
+    n_bins = config.n_fft // 2 + 1
+    fft_hz = np.fft.rfftfreq(n=config.n_fft, d=1.0 / config.sample_rate)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin), _hz_to_mel(config.fmax),
+                                    config.n_mels + 2))
+    widths = np.diff(mel_hz)
+    ramps = np.subtract.outer(mel_hz, fft_hz)
+    weights = np.zeros((config.n_mels, n_bins), dtype=np.float32)
+    for band in range(config.n_mels):
+        rising, falling = -ramps[band] / widths[band], ramps[band + 2] / widths[band + 1]
+        weights[band] = np.maximum(0, np.minimum(rising, falling))
+    weights *= (2.0 / (mel_hz[2:] - mel_hz[: config.n_mels]))[:, np.newaxis]
+    return weights
+
+
+_MEL_STEP_HZ = 200.0 / 3  # Slaney Mel scale: linear below 1 kHz, logarithmic above
+_MEL_LOG_HZ = 1000.0
+_MEL_LOG_STEP = math.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    if hz < _MEL_LOG_HZ:
+        return hz / _MEL_STEP_HZ
+    return _MEL_LOG_HZ / _MEL_STEP_HZ + math.log(hz / _MEL_LOG_HZ) / _MEL_LOG_STEP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    log_region = mels >= _MEL_LOG_HZ / _MEL_STEP_HZ
+    return np.where(log_region, _MEL_LOG_HZ * np.exp(_MEL_LOG_STEP * (
+        mels - _MEL_LOG_HZ / _MEL_STEP_HZ)), _MEL_STEP_HZ * mels)
 
 
 @functools.cache
@@ -392,7 +411,10 @@ def _chroma_config_text() -> str:
 
 
 @functools.cache
-def _chroma_extractor(win_length: int, hop_length: int, sample_rate: int) -> opensmile.Smile:
+def _chroma_extractor(win_length: int, hop_length: int, sample_rate: int) -> Any:
+    """An ``opensmile.Smile`` for chroma.conf (imported here: it costs ~100 MB of pandas)."""
+    import opensmile
+
     options = {"frameSize": win_length / sample_rate, "frameStep": hop_length / sample_rate}
     return opensmile.Smile(
         feature_set=str(CHROMA_CONFIG), feature_level=_CHROMA_LEVEL, options=options

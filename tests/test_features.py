@@ -327,3 +327,12 @@ def test_write_features_refuses_colliding_names(tmp_path, audio_file):
     shutil.copy(audio_file, twin)
     with pytest.raises(ValueError, match="same output name clip.npy"):
         write_features([audio_file, twin], tmp_path / "out", CONFIG, progress=False)
+
+
+@pytest.mark.parametrize("config", [CONFIG, FeatureConfig(n_fft=2048, n_mels=64, fmin=0.0,
+                                                          fmax=6000.0)])
+def test_mel_matrix_is_librosas(config):
+    expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft,
+                                   n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+                                   dtype=np.float32)
+    np.testing.assert_allclose(features.mel_matrix(config), expected, rtol=1e-6, atol=0)
