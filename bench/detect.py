@@ -1,17 +1,19 @@
 """Benchmark `musicdet detect`: ×realtime and peak memory of streamed detection on long files.
 
-    python bench/detect.py [--hours 1.0] [--threads 2] [--skip-long]
+    python bench/detect.py [--hours 1.0] [--skip-long]
 
 Writes a HOURS-long and a 4×HOURS-long 16 kHz wav into a temp dir and scores them with the
 shipped model (musicdet/models/default.pt). Each measurement runs in a fresh subprocess, so
 its peak RSS is its own:
 
-* reference: the path before issue 14, measured here as the baseline: openSMILE chroma,
-  BiGRU batches of one 60 s block (42 windows);
+* reference: the path before issue 14, measured here as the baseline: openSMILE chroma
+  (and its import), the BiGRU on torch's default threads (one per core) beside the feature
+  worker thread; batches of one 60 s block as before; reference-1t: the same on one BiGRU
+  thread, as detect now runs it (the short input only);
 * detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
   torch, and detect-onnx: the same with onnxruntime running the model;
 * features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
-  precomputed features (the short input only).
+  precomputed features, on `scoring_threads` threads as in detect (the short input only).
 
 Ratios are against the reference measured in the same run, so a busy machine shifts the
 absolute figures but less so the ratios; the load average is printed before and after.
@@ -33,7 +35,6 @@ import numpy as np
 import soundfile
 
 SAMPLE_RATE = 16000
-OLD_BLOCK_FRAMES = 6000  # the BiGRU block of the reference path: 60 s at 100 frames/s
 
 
 def write_programme(path: Path, hours: float, seed: int = 0) -> None:
@@ -50,35 +51,35 @@ def write_programme(path: Path, hours: float, seed: int = 0) -> None:
             sound.write((noise if index % 2 else chord[:length]).astype(np.float32))
 
 
-def measure(mode: str, audio: Path, threads: int) -> dict[str, float]:
+def measure(mode: str, audio: Path) -> dict[str, float]:
     """Run one measurement (`_child`) in a fresh interpreter; returns its timings and RSS."""
-    command = [sys.executable, __file__, "--child", mode, str(audio), str(threads)]
+    command = [sys.executable, __file__, "--child", mode, str(audio)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
-def _child(mode: str, audio_path: str, threads: int) -> None:
+def _child(mode: str, audio_path: str) -> None:
     import torch
 
-    from musicdet import features
+    from musicdet import detect, features
     from musicdet.audio import audio_duration, stream_audio
     from musicdet.detect import detect_file, scorer_for, stream_features, stream_logits
     from musicdet.modelfile import load_model
+    from musicdet.sequences import scoring_threads
     from musicdet.shipped import DEFAULT_MODEL
 
-    torch.set_num_threads(threads)
+    if mode.startswith("reference"):  # looked up by name at run time
+        features.chroma_features = features.opensmile_chroma
+    if mode == "reference":
+        detect.scoring_threads = torch.get_num_threads
+    else:
+        torch.set_num_threads(scoring_threads())
     detector = load_model(DEFAULT_MODEL)
     scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
-    if mode == "reference":
-        features.chroma_features = features.opensmile_chroma  # frame_features looks it up
     start = time.perf_counter()
-    if mode in ("detect", "detect-onnx"):
+    if mode in ("reference", "reference-1t", "detect", "detect-onnx"):
         detect_file(scorer, audio_path)
-    elif mode == "reference":
-        blocks = stream_features(stream_audio(audio_path), config)
-        for _ in stream_logits(detector, blocks, OLD_BLOCK_FRAMES):
-            pass
     elif mode == "features":
         for _ in stream_features(stream_audio(audio_path), config):
             pass
@@ -96,12 +97,13 @@ def _child(mode: str, audio_path: str, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=1.0, help="length of the short input")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads (onnxruntime: one per core)")
     parser.add_argument("--skip-long", action="store_true", help="no 4×HOURS input")
     args = parser.parse_args()
 
-    print(f"cores: {os.cpu_count()}, load average: {_load()}, torch threads: {args.threads}")
+    from musicdet.sequences import scoring_threads
+
+    print(f"cores: {os.cpu_count()}, load average: {_load()}, BiGRU threads: "
+          f"{scoring_threads()} (reference: one per core)")
     with tempfile.TemporaryDirectory() as tmp:
         lengths = [args.hours] if args.skip_long else [args.hours, 4 * args.hours]
         for hours in lengths:
@@ -109,8 +111,8 @@ def main() -> None:
             write_programme(audio, hours)
             modes = ["reference", "detect", "detect-onnx"]
             if hours == args.hours:
-                modes += ["features", "gru", "gru-onnx"]
-            report(hours, {mode: measure(mode, audio, args.threads) for mode in modes})
+                modes += ["reference-1t", "features", "gru", "gru-onnx"]
+            report(hours, {mode: measure(mode, audio) for mode in modes})
             audio.unlink()
     print(f"\nload average after: {_load()}")
 
@@ -132,6 +134,6 @@ def _load() -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        _child(sys.argv[2], sys.argv[3])
     else:
         main()

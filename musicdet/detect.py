@@ -16,6 +16,7 @@ frame grid, frame t centred at t · `FeatureConfig.hop_seconds`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Literal, Protocol, TypeVar, get_args
 
 import numpy as np
+import torch
 from scipy.ndimage import median_filter
 from tqdm import tqdm
 
@@ -38,7 +40,7 @@ from .devices import choose_device
 from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, save_npy, write_text
 from .modelfile import Detector, load_model
-from .sequences import sigmoid
+from .sequences import scoring_threads, sigmoid
 
 SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
 FrameFormat = Literal["csv", "npy"]
@@ -284,9 +286,10 @@ class Scorer(Protocol):
 
 
 RUNTIMES = ("torch", "onnx")
-BATCH_WINDOWS = 128
-"""Windows per BiGRU batch when streaming: each call scores 128 · hop new frames (192 s at
-the default 300-frame windows); larger batches run the GRU's small matrix products faster."""
+BATCH_WINDOWS = 40
+"""Windows per BiGRU batch when streaming: each call scores 40 window hops of new frames (60 s
+at the default 300-frame windows). Larger batches were no faster on 2 cores (bench/detect.py)
+and cost ~2 MB of GRU activations per window."""
 
 
 def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
@@ -343,11 +346,24 @@ def stream_probabilities(
 ) -> Iterator[np.ndarray]:
     """Music probabilities of a file's consecutive 16 kHz audio blocks, in consecutive blocks.
 
-    Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU.
+    Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU,
+    which runs on `scoring_threads` torch threads (every other core) meanwhile.
     """
     features = _background(stream_features(blocks, detector.config.features))
-    for logits in stream_logits(detector, features):
-        yield sigmoid(logits)
+    with _torch_threads(scoring_threads()):
+        for logits in stream_logits(detector, features):
+            yield sigmoid(logits)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (never raised), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass

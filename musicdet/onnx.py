@@ -14,7 +14,6 @@ Needs the ``onnx`` extra (onnx for the export, onnxruntime for scoring).
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from torch import nn
 from .configtools import ConfigError
 from .fsutil import atomic_path
 from .modelfile import Detector
-from .sequences import blend_windows
+from .sequences import blend_windows, scoring_threads
 
 OPSET = 17
 """ONNX opset of the exported graph (onnxruntime ≥ 1.13 runs it; GRU is opset 14's)."""
@@ -75,13 +74,13 @@ def export_onnx(detector: Detector, out: str | Path, opset: int = OPSET) -> Path
 class OnnxDetector:
     """Scores raw features like `Detector.logits`, with the model run by onnxruntime (CPU).
 
-    ``threads``: onnxruntime's intra-op threads (None: one per core).
+    ``threads``: onnxruntime's intra-op threads (None: `scoring_threads`).
     """
 
     def __init__(self, detector: Detector, threads: int | None = None) -> None:
         ort = _require("onnxruntime", "--runtime onnx")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or scoring_threads()
         options.inter_op_num_threads = 1
         self.detector = detector
         self.config = detector.config

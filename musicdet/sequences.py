@@ -10,6 +10,7 @@ stream long files block by block.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -179,6 +180,12 @@ def blend_windows(
             total[start : start + length] += weights * row
             norm[start : start + length] += weights
     return total / norm
+
+
+def scoring_threads() -> int:
+    """Threads for the BiGRU while a file streams: every core but the one the feature worker
+    thread takes (at least 1). More threads than free cores spin and slow it down."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
