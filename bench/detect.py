@@ -7,9 +7,9 @@ shipped model (musicdet/models/default.pt). Each measurement runs in a fresh sub
 its peak RSS is its own:
 
 * reference: the path before issue 14, measured here as the baseline: openSMILE chroma
-  (and its import), the BiGRU on torch's default threads (one per core) beside the feature
-  worker thread; batches of one 60 s block as before; reference-1t: the same on one BiGRU
-  thread, as detect now runs it (the short input only);
+  (and its import) in the feature worker thread, the BiGRU on one thread in the main thread,
+  batches of one 60 s block (the old CLI ran the BiGRU on one thread per core, beside the
+  worker: slower still on a busy machine, where the threads spin);
 * detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
   torch, and detect-onnx: the same with onnxruntime running the model;
 * features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
@@ -61,24 +61,21 @@ def measure(mode: str, audio: Path) -> dict[str, float]:
 def _child(mode: str, audio_path: str) -> None:
     import torch
 
-    from musicdet import detect, features
+    from musicdet import features
     from musicdet.audio import audio_duration, stream_audio
     from musicdet.detect import detect_file, scorer_for, stream_features, stream_logits
     from musicdet.modelfile import load_model
     from musicdet.sequences import scoring_threads
     from musicdet.shipped import DEFAULT_MODEL
 
-    if mode.startswith("reference"):  # looked up by name at run time
+    if mode == "reference":  # looked up by name at run time
         features.chroma_features = features.opensmile_chroma
-    if mode == "reference":
-        detect.scoring_threads = torch.get_num_threads
-    else:
-        torch.set_num_threads(scoring_threads())
+    torch.set_num_threads(scoring_threads())
     detector = load_model(DEFAULT_MODEL)
     scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
     start = time.perf_counter()
-    if mode in ("reference", "reference-1t", "detect", "detect-onnx"):
+    if mode in ("reference", "detect", "detect-onnx"):
         detect_file(scorer, audio_path)
     elif mode == "features":
         for _ in stream_features(stream_audio(audio_path), config):
@@ -103,7 +100,7 @@ def main() -> None:
     from musicdet.sequences import scoring_threads
 
     print(f"cores: {os.cpu_count()}, load average: {_load()}, BiGRU threads: "
-          f"{scoring_threads()} (reference: one per core)")
+          f"{scoring_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
         lengths = [args.hours] if args.skip_long else [args.hours, 4 * args.hours]
         for hours in lengths:
@@ -111,7 +108,7 @@ def main() -> None:
             write_programme(audio, hours)
             modes = ["reference", "detect", "detect-onnx"]
             if hours == args.hours:
-                modes += ["reference-1t", "features", "gru", "gru-onnx"]
+                modes += ["features", "gru", "gru-onnx"]
             report(hours, {mode: measure(mode, audio) for mode in modes})
             audio.unlink()
     print(f"\nload average after: {_load()}")
