@@ -16,7 +16,8 @@ its peak RSS is its own:
   precomputed features, on `scoring_threads` threads as in detect (the short input only).
 
 Ratios are against the reference measured in the same run, so a busy machine shifts the
-absolute figures but less so the ratios; the load average is printed before and after.
+absolute figures but less so the ratios; CPU seconds (user + system, all threads) change
+least with load. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _child(mode: str, audio_path: str) -> None:
     detector = load_model(DEFAULT_MODEL)
     scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if mode in ("reference", "detect", "detect-onnx"):
         detect_file(scorer, audio_path)
     elif mode == "features":
@@ -82,13 +83,13 @@ def _child(mode: str, audio_path: str) -> None:
             pass
     elif mode in ("gru", "gru-onnx"):
         blocks = list(stream_features(stream_audio(audio_path), config))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in stream_logits(scorer, blocks):
             pass
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "audio_seconds": audio_duration(audio_path),
-                      "peak_rss_mb": rss_mb}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb,
+                      "audio_seconds": audio_duration(audio_path)}))
 
 
 def main() -> None:
@@ -115,14 +116,18 @@ def main() -> None:
 
 
 def report(hours: float, results: dict[str, dict[str, float]]) -> None:
+    """Wall-clock ×realtime and its ratio to the reference; CPU seconds and ×realtime per
+    second of CPU (what a busy machine changes least); peak RSS."""
     audio_seconds = results["reference"]["audio_seconds"]
-    reference = results["reference"]["seconds"]
+    reference = results["reference"]
     print(f"\n{hours:g} h input ({audio_seconds:.0f} s of audio):")
-    print(f"  {'path':12s} {'seconds':>8s} {'×realtime':>10s} {'vs reference':>13s} "
-          f"{'peak RSS':>9s}")
+    print(f"  {'path':12s} {'wall s':>7s} {'×realtime':>10s} {'vs ref':>7s} {'CPU s':>7s} "
+          f"{'×/CPU-s':>8s} {'vs ref':>7s} {'peak RSS':>9s}")
     for mode, result in results.items():
-        print(f"  {mode:12s} {result['seconds']:8.1f} {audio_seconds / result['seconds']:9.0f}× "
-              f"{reference / result['seconds']:12.2f}× {result['peak_rss_mb']:6.0f} MB")
+        wall, cpu = result["seconds"], result["cpu_seconds"]
+        print(f"  {mode:12s} {wall:7.1f} {audio_seconds / wall:9.0f}× "
+              f"{reference['seconds'] / wall:6.2f}× {cpu:7.1f} {audio_seconds / cpu:7.0f}× "
+              f"{reference['cpu_seconds'] / cpu:6.2f}× {result['peak_rss_mb']:6.0f} MB")
 
 
 def _load() -> str:
