@@ -181,8 +181,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     time, 140) float32, the raw frames of musicdet features (log-Mel + chroma), output logits
     (batch, time); batch and time are dynamic. The model file's feature scaling and the
     per-window standardisation are inside the graph. Score a file as detect does: windows of
-    300 frames every 150, blended with triangular weights (musicdet.sequences). Needs the
-    onnx extra (pip install 'musicdet[onnx]').
+    the model's training.sequence_frames (300) every half window, blended with triangular
+    weights (musicdet.sequences). Needs the onnx extra (pip install 'musicdet[onnx]').
     """
     from .modelfile import load_model
     from .onnx import OPSET, export_onnx

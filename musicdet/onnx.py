@@ -105,5 +105,5 @@ def _require(module: str, purpose: str):  # noqa: ANN202 - the imported module
     try:
         return __import__(module)
     except ImportError:
-        raise ConfigError("runtime", f"{purpose} needs the {module} package; install it with "
-                                     f"{EXTRA}") from None
+        raise ConfigError(module, f"{purpose} needs the {module} package; install it with "
+                                  f"{EXTRA}") from None
