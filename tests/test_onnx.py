@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,12 @@ def test_unknown_runtime_and_onnx_off_the_cpu_are_refused(tmp_path):
     detector.model.to("meta")
     with pytest.raises(ConfigError, match=r"^runtime: onnx runs on the CPU"):
         scorer_for(detector, "onnx")
+
+
+def test_a_missing_onnx_package_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    model, out = save_tiny_model(tmp_path / "model.pt"), tmp_path / "model.onnx"
+    assert main(["export-onnx", str(model), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == ("musicdet: error: onnx: exporting to ONNX needs the onnx "
+                                       "package; install it with pip install 'musicdet[onnx]'\n")
+    assert not out.exists()
