@@ -8,12 +8,13 @@ its peak RSS is its own:
 
 * reference: the path before issue 14, measured here as the baseline: openSMILE chroma
   (and its import) in the feature worker thread, the BiGRU on one thread in the main thread,
-  batches of one 60 s block (the old CLI ran the BiGRU on one thread per core, beside the
-  worker: slower still on a busy machine, where the threads spin);
+  one batch per 60 s block (the old CLI ran the BiGRU on torch's threads, one per core,
+  beside the worker: slower still on a busy machine, where they spin);
 * detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
   torch, and detect-onnx: the same with onnxruntime running the model;
 * features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
-  precomputed features, on `scoring_threads` threads as in detect (the short input only).
+  precomputed features, `scoring_threads` batches at once as in detect (the short input
+  only).
 
 Ratios are against the reference measured in the same run, so a busy machine shifts the
 absolute figures but less so the ratios; CPU seconds (user + system, all threads) change
@@ -62,16 +63,16 @@ def measure(mode: str, audio: Path) -> dict[str, float]:
 def _child(mode: str, audio_path: str) -> None:
     import torch
 
-    from musicdet import features
+    from musicdet import detect, features
     from musicdet.audio import audio_duration, stream_audio
     from musicdet.detect import detect_file, scorer_for, stream_features, stream_logits
     from musicdet.modelfile import load_model
-    from musicdet.sequences import scoring_threads
     from musicdet.shipped import DEFAULT_MODEL
 
-    if mode == "reference":  # looked up by name at run time
+    if mode == "reference":  # both looked up by name at run time
         features.chroma_features = features.opensmile_chroma
-    torch.set_num_threads(scoring_threads())
+        detect.scoring_threads = lambda: 1
+    torch.set_num_threads(1)
     detector = load_model(DEFAULT_MODEL)
     scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
@@ -100,8 +101,8 @@ def main() -> None:
 
     from musicdet.sequences import scoring_threads
 
-    print(f"cores: {os.cpu_count()}, load average: {_load()}, BiGRU threads: "
-          f"{scoring_threads()}")
+    print(f"cores: {os.cpu_count()}, load average: {_load()}, BiGRU batches at once: "
+          f"{scoring_threads()} (reference: 1), one thread each")
     with tempfile.TemporaryDirectory() as tmp:
         lengths = [args.hours] if args.skip_long else [args.hours, 4 * args.hours]
         for hours in lengths:

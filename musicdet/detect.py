@@ -282,7 +282,8 @@ class Scorer(Protocol):
     @property
     def threshold(self) -> float: ...
 
-    def logits(self, features: np.ndarray, batch_windows: int = ...) -> np.ndarray: ...
+    def logits(self, features: np.ndarray, batch_windows: int = ..., workers: int = ...
+               ) -> np.ndarray: ...
 
 
 RUNTIMES = ("torch", "onnx")
@@ -312,16 +313,17 @@ def stream_logits(
 
     Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
     about ``block_frames`` (default `BATCH_WINDOWS` window hops) + 2 windows of features at
-    a time and scores each block's windows in one batch.
+    a time and scores each block's windows in `scoring_threads` batches at once.
     """
     window = detector.config.training.sequence_frames
     hop = window // 2
     block_frames = BATCH_WINDOWS * hop if block_frames is None else block_frames
     block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
-    batch = block_frames // hop + 2  # the block's windows and those reaching into it
+    workers = scoring_threads()
+    batch = math.ceil((block_frames // hop + 2) / workers)  # the block's windows, split
 
     def logits(features: np.ndarray) -> np.ndarray:
-        return detector.logits(features, batch_windows=batch)
+        return detector.logits(features, batch_windows=batch, workers=workers)
 
     buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
     buffer_start = 0  # frame index of buffer[0]
@@ -347,10 +349,10 @@ def stream_probabilities(
     """Music probabilities of a file's consecutive 16 kHz audio blocks, in consecutive blocks.
 
     Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU,
-    which runs on `scoring_threads` torch threads (every other core) meanwhile.
+    which scores `scoring_threads` batches at once meanwhile, each on one torch thread.
     """
     features = _background(stream_features(blocks, detector.config.features))
-    with _torch_threads(scoring_threads()):
+    with _torch_threads(1):
         for logits in stream_logits(detector, features):
             yield sigmoid(logits)
 

@@ -24,7 +24,7 @@ from torch import nn
 from .configtools import ConfigError
 from .fsutil import atomic_path
 from .modelfile import Detector
-from .sequences import blend_windows, scoring_threads
+from .sequences import blend_windows
 
 OPSET = 17
 """ONNX opset of the exported graph (onnxruntime ≥ 1.13 runs it; GRU is opset 14's)."""
@@ -74,13 +74,14 @@ def export_onnx(detector: Detector, out: str | Path, opset: int = OPSET) -> Path
 class OnnxDetector:
     """Scores raw features like `Detector.logits`, with the model run by onnxruntime (CPU).
 
-    ``threads``: onnxruntime's intra-op threads (None: `scoring_threads`).
+    ``threads``: onnxruntime's intra-op threads per batch (streaming runs `scoring_threads`
+    batches at once instead).
     """
 
-    def __init__(self, detector: Detector, threads: int | None = None) -> None:
+    def __init__(self, detector: Detector, threads: int = 1) -> None:
         ort = _require("onnxruntime", "--runtime onnx")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or scoring_threads()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.detector = detector
         self.config = detector.config
@@ -95,10 +96,11 @@ class OnnxDetector:
         """Logits (B, L) of raw feature windows (B, L, D)."""
         return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch, np.float32)})[0]
 
-    def logits(self, features: np.ndarray, batch_windows: int = 64) -> np.ndarray:
+    def logits(self, features: np.ndarray, batch_windows: int = 64, workers: int = 1
+               ) -> np.ndarray:
         """Frame logits (T,) of one file's raw features (T, D), as `Detector.logits`."""
         return blend_windows(self.score, features, self.config.training.sequence_frames,
-                             batch_windows)
+                             batch_windows, workers)
 
 
 def _require(module: str, purpose: str):  # noqa: ANN202 - the imported module

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,9 +145,10 @@ def frame_logits(
     window: int,
     device: torch.device | str = "cpu",
     batch_windows: int = 64,
+    workers: int = 1,
 ) -> np.ndarray:
     """Score every frame of one file (T, D) → logits (T,) float64 by blended windows."""
-    return blend_windows(torch_scorer(model, device), features, window, batch_windows)
+    return blend_windows(torch_scorer(model, device), features, window, batch_windows, workers)
 
 
 def torch_scorer(model: nn.Module, device: torch.device | str = "cpu") -> WindowScorer:
@@ -159,10 +161,15 @@ def torch_scorer(model: nn.Module, device: torch.device | str = "cpu") -> Window
 
 
 def blend_windows(
-    score: WindowScorer, features: np.ndarray, window: int, batch_windows: int = 64
+    score: WindowScorer, features: np.ndarray, window: int, batch_windows: int = 64,
+    workers: int = 1,
 ) -> np.ndarray:
     """Logits (T,) float64 of one file's features (T, D): the `window_starts` windows scored
-    ``batch_windows`` at a time by ``score``, blended with `window_weights`."""
+    ``batch_windows`` at a time by ``score``, blended with `window_weights`.
+
+    ``workers`` > 1 scores that many batches at once in threads (torch and onnxruntime run
+    without the GIL); the blend adds them in the same order, so the result is the same.
+    """
     n_frames = len(features)
     if n_frames == 0:
         return np.zeros(0)
@@ -172,10 +179,19 @@ def blend_windows(
     total = np.zeros(n_frames)
     norm = np.zeros(n_frames)
     features = np.asarray(features, dtype=np.float32)
-    for first in range(0, len(starts), batch_windows):
-        chunk = starts[first : first + batch_windows]
-        logits = np.asarray(score(np.stack([features[s : s + length] for s in chunk])),
-                            dtype=np.float64)
+    chunks = [starts[first : first + batch_windows]
+              for first in range(0, len(starts), batch_windows)]
+
+    def run(chunk: list[int]) -> np.ndarray:
+        batch = np.stack([features[s : s + length] for s in chunk])
+        return np.asarray(score(batch), dtype=np.float64)
+
+    if workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
+            results = list(pool.map(run, chunks))
+    else:
+        results = [run(chunk) for chunk in chunks]
+    for chunk, logits in zip(chunks, results, strict=True):
         for start, row in zip(chunk, logits, strict=True):
             total[start : start + length] += weights * row
             norm[start : start + length] += weights
@@ -183,9 +199,10 @@ def blend_windows(
 
 
 def scoring_threads() -> int:
-    """Threads for the BiGRU while a file streams: every core but the one the feature worker
-    thread takes (at least 1). More threads than free cores spin and slow it down."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """BiGRU batches scored at once while a file streams, each on one thread: one per core.
+    Independent single-threaded batches, not one batch on many intra-op threads: those wait
+    for each other at every GRU step and spin, which on a busy machine cost 10× (bench)."""
+    return os.cpu_count() or 1
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -137,6 +137,13 @@ def test_default_stream_blocks_equal_whole_matrix() -> None:
     np.testing.assert_allclose(streamed, detector.logits(features), rtol=0, atol=1e-6)
 
 
+def test_batches_scored_at_once_blend_as_one_after_another() -> None:
+    detector = tiny_detector(60)
+    features = np.random.default_rng(3).normal(-5, 4, (1000, 140)).astype(np.float32)
+    serial = detector.logits(features, batch_windows=5)
+    np.testing.assert_array_equal(detector.logits(features, batch_windows=5, workers=3), serial)
+
+
 def test_detect_scores_equal_the_reference_path_with_the_default_model(tmp_path: Path) -> None:
     """The shipped model on 200 s: streamed detect (numpy chroma, large batches) gives the
     whole-file scores of openSMILE's chroma and `Detector.probabilities` within 1e-4."""
