@@ -1,12 +1,24 @@
 """Benchmark `musicdet detect`: ×realtime and peak memory of streamed detection on long files.
 
-    python bench/detect.py [--hours 1.0] [--threads 1] [--skip-long]
+    python bench/detect.py [--hours 1.0] [--skip-long]
 
-Writes a HOURS-long and a 4×HOURS-long 16 kHz wav into a temp dir, saves an untrained model of
-the paper's size, and runs each measurement in a fresh subprocess (so its peak RSS is its
-own): the streamed detect path (decode + features in a worker thread, BiGRU in the main
-thread), features alone (decode + log-Mel + chroma), BiGRU alone (on precomputed features),
-and the whole-file non-streaming path as the baseline.
+Writes a HOURS-long and a 4×HOURS-long 16 kHz wav into a temp dir and scores them with the
+shipped model (musicdet/models/default.pt). Each measurement runs in a fresh subprocess, so
+its peak RSS is its own:
+
+* reference: the path before issue 14, measured here as the baseline: openSMILE chroma
+  (and its import) in the feature worker thread, the BiGRU on one thread in the main thread,
+  one batch per 60 s block (the old CLI ran the BiGRU on torch's threads, one per core,
+  beside the worker: slower still on a busy machine, where they spin);
+* detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
+  torch, and detect-onnx: the same with onnxruntime running the model;
+* features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
+  precomputed features, `scoring_threads` batches at once as in detect (the short input
+  only).
+
+Ratios are against the reference measured in the same run, so a busy machine shifts the
+absolute figures but less so the ratios; CPU seconds (user + system, all threads) change
+least with load. The load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -41,95 +53,90 @@ def write_programme(path: Path, hours: float, seed: int = 0) -> None:
             sound.write((noise if index % 2 else chord[:length]).astype(np.float32))
 
 
-def measure(mode: str, model: Path, audio: Path, threads: int) -> dict[str, float]:
+def measure(mode: str, audio: Path) -> dict[str, float]:
     """Run one measurement (`_child`) in a fresh interpreter; returns its timings and RSS."""
-    command = [sys.executable, __file__, "--child", mode, str(model), str(audio), str(threads)]
+    command = [sys.executable, __file__, "--child", mode, str(audio)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
-def _child(mode: str, model_path: str, audio_path: str, threads: int) -> None:
+def _child(mode: str, audio_path: str) -> None:
     import torch
 
-    from musicdet.audio import audio_duration, load_audio, stream_audio
-    from musicdet.detect import detect_file, stream_features, stream_logits
-    from musicdet.features import extract_features
+    from musicdet import detect, features
+    from musicdet.audio import audio_duration, stream_audio
+    from musicdet.detect import detect_file, scorer_for, stream_features, stream_logits
     from musicdet.modelfile import load_model
+    from musicdet.shipped import DEFAULT_MODEL
 
-    torch.set_num_threads(threads)
-    detector = load_model(model_path)
+    if mode == "reference":  # both looked up by name at run time
+        features.chroma_features = features.opensmile_chroma
+        detect.scoring_threads = lambda: 1
+    torch.set_num_threads(1)
+    detector = load_model(DEFAULT_MODEL)
+    scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
-    start = time.perf_counter()
-    if mode == "detect":
-        detect_file(detector, audio_path)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if mode in ("reference", "detect", "detect-onnx"):
+        detect_file(scorer, audio_path)
     elif mode == "features":
         for _ in stream_features(stream_audio(audio_path), config):
             pass
-    elif mode == "gru":
+    elif mode in ("gru", "gru-onnx"):
         blocks = list(stream_features(stream_audio(audio_path), config))
-        start = time.perf_counter()
-        for _ in stream_logits(detector, blocks):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in stream_logits(scorer, blocks):
             pass
-    elif mode == "whole":
-        detector.probabilities(extract_features(load_audio(audio_path), config))
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "audio_seconds": audio_duration(audio_path),
-                      "peak_rss_mb": rss_mb}))
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": rss_mb,
+                      "audio_seconds": audio_duration(audio_path)}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=1.0, help="length of the short input")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the BiGRU")
     parser.add_argument("--skip-long", action="store_true", help="no 4×HOURS input")
     args = parser.parse_args()
 
-    from musicdet.config import RunConfig
-    from musicdet.features import Normalizer
-    from musicdet.model import BiGRUDetector
-    from musicdet.modelfile import save_model
+    from musicdet.sequences import scoring_threads
 
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
-          f"torch threads for the BiGRU: {args.threads}")
+    print(f"cores: {os.cpu_count()}, load average: {_load()}, BiGRU batches at once: "
+          f"{scoring_threads()} (reference: 1), one thread each")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        config = RunConfig()
-        rng = np.random.default_rng(0)
-        normalizer = Normalizer.fit([np.concatenate(
-            [rng.normal(-10, 5, (500, 128)), rng.uniform(0, 0.5, (500, 12))], 1)])
-        model = save_model(folder / "model.pt", BiGRUDetector(config.model), config,
-                           normalizer, {})
         lengths = [args.hours] if args.skip_long else [args.hours, 4 * args.hours]
         for hours in lengths:
-            audio = folder / f"{hours:g}h.wav"
+            audio = Path(tmp) / f"{hours:g}h.wav"
             write_programme(audio, hours)
-            modes = ["detect", "features", "gru", "whole"] if hours == args.hours else ["detect"]
-            results = {mode: measure(mode, model, audio, args.threads) for mode in modes}
-            report(hours, results)
+            modes = ["reference", "detect", "detect-onnx"]
+            if hours == args.hours:
+                modes += ["features", "gru", "gru-onnx"]
+            report(hours, {mode: measure(mode, audio) for mode in modes})
             audio.unlink()
+    print(f"\nload average after: {_load()}")
 
 
 def report(hours: float, results: dict[str, dict[str, float]]) -> None:
-    audio_seconds = results["detect"]["audio_seconds"]
+    """Wall-clock ×realtime and its ratio to the reference; CPU seconds and ×realtime per
+    second of CPU (what a busy machine changes least); peak RSS."""
+    audio_seconds = results["reference"]["audio_seconds"]
+    reference = results["reference"]
     print(f"\n{hours:g} h input ({audio_seconds:.0f} s of audio):")
+    print(f"  {'path':12s} {'wall s':>7s} {'×realtime':>10s} {'vs ref':>7s} {'CPU s':>7s} "
+          f"{'×/CPU-s':>8s} {'vs ref':>7s} {'peak RSS':>9s}")
     for mode, result in results.items():
-        print(f"  {mode:9s} {result['seconds']:7.1f} s  {audio_seconds / result['seconds']:6.0f}× "
-              f"realtime  peak RSS {result['peak_rss_mb']:7.0f} MB")
-    if "whole" in results:
-        detect, whole = results["detect"], results["whole"]
-        parts = results["features"]["seconds"] + results["gru"]["seconds"]
-        speed = whole["seconds"] / detect["seconds"]
-        memory = detect["peak_rss_mb"] / whole["peak_rss_mb"]
-        print(f"  streamed detect vs whole-file baseline: {speed:.2f}× the speed, "
-              f"{memory:.2f}× the memory")
-        print(f"  split: features {results['features']['seconds'] / parts:.0%}, BiGRU "
-              f"{results['gru']['seconds'] / parts:.0%} of their sum; pipelining gives "
-              f"{parts / detect['seconds']:.2f}× the sum's speed")
+        wall, cpu = result["seconds"], result["cpu_seconds"]
+        print(f"  {mode:12s} {wall:7.1f} {audio_seconds / wall:9.0f}× "
+              f"{reference['seconds'] / wall:6.2f}× {cpu:7.1f} {audio_seconds / cpu:7.0f}× "
+              f"{reference['cpu_seconds'] / cpu:6.2f}× {result['peak_rss_mb']:6.0f} MB")
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        _child(sys.argv[2], sys.argv[3])
     else:
         main()

@@ -40,9 +40,11 @@ from .detect import (
     SEGMENT_FORMATS,
     SEGMENT_SUFFIXES,
     FrameFormat,
+    Scorer,
     SegmentFormat,
     Smoothing,
     detect_file,
+    scorer_for,
     write_frame_scores,
     write_segments,
 )
@@ -171,10 +173,10 @@ def _absolute(path: Path) -> Path:
 # --------------------------------------------------------------------------- resuming
 
 
-def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Smoothing
-                 ) -> dict:
+def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Smoothing,
+                 runtime: str = "torch") -> dict:
     """What the outputs' contents depend on: the model (a digest of its file or weights and
-    threshold) and the smoothing."""
+    threshold), the smoothing and the runtime."""
     digest = hashlib.sha256()
     if isinstance(model, Detector):
         for tensor in detector.model.state_dict().values():
@@ -182,7 +184,7 @@ def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Sm
         digest.update(repr(detector.threshold).encode())
     else:
         digest.update(Path(model).read_bytes())
-    return {"model": digest.hexdigest(), "smoothing": asdict(smoothing)}
+    return {"model": digest.hexdigest(), "smoothing": asdict(smoothing), "runtime": runtime}
 
 
 def pending(tasks: Sequence[Task], out: Path, settings: dict, overwrite: bool,
@@ -230,6 +232,7 @@ class Worker:
     audio, or the reason it could not be read."""
 
     detector: Detector
+    scorer: Scorer  # what scores: ``detector`` itself, or its onnxruntime twin
     out: Path
     smoothing: Smoothing
     segment_format: SegmentFormat
@@ -241,7 +244,7 @@ class Worker:
         outputs = self.task_outputs(task)
         remove_stale_temporaries(outputs)
         try:
-            result = detect_file(self.detector, task.source, self.smoothing,
+            result = detect_file(self.scorer, task.source, self.smoothing,
                                  self.block_seconds, on_audio)
         except AudioError as error:
             return str(error)
@@ -258,10 +261,11 @@ class Worker:
 _WORKER: Worker | None = None  # a worker process's own Worker
 
 
-def _start_worker(model: str | Path | Detector, device: str, options: dict) -> None:
+def _start_worker(model: str | Path | Detector, device: str, runtime: str,
+                  options: dict) -> None:
     global _WORKER
     torch.set_num_threads(1)
-    _WORKER = _make_worker(model, device, options)
+    _WORKER = _make_worker(model, device, runtime, options)
 
 
 def _work(task: Task) -> float | str:
@@ -269,10 +273,11 @@ def _work(task: Task) -> float | str:
     return _WORKER(task)
 
 
-def _make_worker(model: str | Path | Detector, device: str, options: dict) -> Worker:
+def _make_worker(model: str | Path | Detector, device: str, runtime: str,
+                 options: dict) -> Worker:
     detector = model if isinstance(model, Detector) else load_model(model)
     detector.model.to(choose_device(device))
-    return Worker(detector, **options)
+    return Worker(detector, scorer_for(detector, runtime), **options)
 
 
 def detect(
@@ -289,11 +294,13 @@ def detect(
     overwrite: bool = False,
     progress: bool = True,
     device: str = "cpu",
+    runtime: str = "torch",
 ) -> Summary:
     """Detect music in every audio file of ``inputs`` and ``list_file`` into ``out_dir``.
 
     See the module's docstring for the output layout, resuming and failures. The model runs
-    on ``device`` (auto | cpu | cuda, see `choose_device`). Returns the run's `Summary`,
+    on ``device`` (auto | cpu | cuda, see `choose_device`) and is run by ``runtime`` (torch, or
+    onnx: onnxruntime on the CPU, see `scorer_for`). Returns the run's `Summary`,
     whose lines are also written to ``OUT/detect-summary.txt``.
     """
     require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
@@ -305,9 +312,9 @@ def detect(
     smoothing = smoothing or Smoothing()
     options = {"out": Path(out_dir), "smoothing": smoothing, "segment_format": segment_format,
                "frame_scores": frame_scores, "block_seconds": block_seconds}
-    worker = _make_worker(model, device, options)  # checks model and device before any output
+    worker = _make_worker(model, device, runtime, options)  # checks them before any output
     tasks = plan(inputs, read_list(list_file) if list_file is not None else ())
-    settings = run_settings(model, worker.detector, smoothing)
+    settings = run_settings(model, worker.detector, smoothing, runtime)
     todo = pending(tasks, worker.out, settings, overwrite, segment_format, frame_scores)
     summary = Summary(skipped=len(tasks) - len(todo))
     hours = sum(_duration_or_zero(task.source) for task in todo) / 3600
@@ -324,7 +331,7 @@ def detect(
             for task in todo:
                 count(task, worker(task, lambda seconds: bar.update(seconds / 3600)))
         else:
-            _run_parallel(todo, jobs, model, device, options, count,
+            _run_parallel(todo, jobs, model, device, runtime, options, count,
                           lambda seconds: bar.update(seconds / 3600))
     summary.failures.sort()
     summary.wall_seconds = time.perf_counter() - started
@@ -333,12 +340,13 @@ def detect(
 
 
 def _run_parallel(tasks: Sequence[Task], jobs: int, model: str | Path | Detector, device: str,
-                  options: dict, count: Callable[[Task, float | str], None],
+                  runtime: str, options: dict, count: Callable[[Task, float | str], None],
                   on_audio: Callable[[float], object]) -> None:
     """Run ``tasks`` in ``jobs`` spawned processes, at most two queued per process; a
     worker's error other than an unreadable file stops the run and is raised here."""
     pool = ProcessPoolExecutor(max(1, min(jobs, len(tasks))), mp_context=get_context("spawn"),
-                               initializer=_start_worker, initargs=(model, device, options))
+                               initializer=_start_worker,
+                               initargs=(model, device, runtime, options))
     queue = iter(tasks)
     running: dict[Future, Task] = {}
     try:

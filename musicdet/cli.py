@@ -182,10 +182,29 @@ def cmd_detect(args: argparse.Namespace) -> int:
         model, audio, args.out, list_file=args.list, smoothing=smoothing,
         segment_format=args.format, frame_scores=args.frame_scores,
         block_seconds=args.block_seconds, jobs=args.jobs, overwrite=args.overwrite,
-        device=args.device, progress=not args.quiet,
+        device=args.device, runtime=args.runtime, progress=not args.quiet,
     )
     print(summary.lines()[0])
     return _report_failures(summary.failures)
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    """Write a model file (default: the default detector) as an ONNX model.
+
+    One graph from raw features to logits, opset 17 unless --opset: input features (batch,
+    time, 140) float32, the raw frames of musicdet features (log-Mel + chroma), output logits
+    (batch, time); batch and time are dynamic. The model file's feature scaling and the
+    per-window standardisation are inside the graph. Score a file as detect does: windows of
+    the model's training.sequence_frames (300) every half window, blended with triangular
+    weights (musicdet.sequences). Needs the onnx extra (pip install 'musicdet[onnx]').
+    """
+    from .modelfile import load_model
+    from .onnx import OPSET, export_onnx
+
+    model, opset = args.model or default_model(), args.opset or OPSET
+    out = export_onnx(load_model(model), args.out, opset)
+    print(f"{model} -> {out} (ONNX opset {opset}, {out.stat().st_size} bytes)")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -343,6 +362,19 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="redo files whose outputs are already there")
     _device_arg(p)
+    _runtime_arg(p)
+
+
+def _runtime_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="what runs the model: torch, or onnx (onnxruntime on the CPU; needs "
+                        "the onnx extra)")
+
+
+def _export_onnx_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, nargs="?", help=f"model file ({DEFAULT_HELP})")
+    p.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: musicdet.onnx.OPSET, 17)")
 
 
 def _info_args(p: argparse.ArgumentParser) -> None:
@@ -366,6 +398,7 @@ COMMANDS.update(
     detect=(cmd_detect, _detect_args),
     info=(cmd_info, _info_args),
 )
+COMMANDS["export-onnx"] = (cmd_export_onnx, _export_onnx_args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ frame grid, frame t centred at t · `FeatureConfig.hop_seconds`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import queue
@@ -23,18 +24,20 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, TypeVar, get_args
+from typing import Literal, Protocol, TypeVar, get_args
 
 import numpy as np
+import torch
 from scipy.ndimage import median_filter
 
 from .audio import stream_audio
-from .configtools import require
+from .config import RunConfig
+from .configtools import ConfigError, require
 from .datasets import MUSIC, NO_MUSIC
 from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, save_npy, write_text
 from .modelfile import Detector
-from .sequences import sigmoid
+from .sequences import scoring_threads, sigmoid
 
 SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
 FrameFormat = Literal["csv", "npy"]
@@ -268,17 +271,57 @@ def context_range(start: int, stop: int, window: int, n_frames: int | None) -> t
     return first, n_frames if last_start + window >= n_frames else last_start + window
 
 
+class Scorer(Protocol):
+    """What scores frames: a `Detector` (torch) or an `onnx.OnnxDetector` (onnxruntime)."""
+
+    config: RunConfig
+
+    @property
+    def threshold(self) -> float: ...
+
+    def logits(self, features: np.ndarray, batch_windows: int = ..., workers: int = ...
+               ) -> np.ndarray: ...
+
+
+RUNTIMES = ("torch", "onnx")
+BATCH_WINDOWS = 40
+"""Windows per BiGRU batch when streaming: each call scores 40 window hops of new frames (60 s
+at the default 300-frame windows). Larger batches were no faster on 2 cores (bench/detect.py)
+and cost ~2 MB of GRU activations per window."""
+
+
+def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
+    """``detector`` itself (torch) or its onnxruntime twin (`onnx.OnnxDetector`)."""
+    if runtime not in RUNTIMES:
+        raise ConfigError("runtime", f"expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        return detector
+    if next(detector.model.parameters()).device.type != "cpu":
+        raise ConfigError("runtime", "onnx runs on the CPU; expected --device cpu with "
+                                     "--runtime onnx")
+    from .onnx import OnnxDetector
+    return OnnxDetector(detector)
+
+
 def stream_logits(
-    detector: Detector, feature_blocks: Iterable[np.ndarray], block_frames: int = 6000
+    detector: Scorer, feature_blocks: Iterable[np.ndarray], block_frames: int | None = None
 ) -> Iterator[np.ndarray]:
     """Frame logits of a file, in consecutive blocks, from its consecutive feature blocks.
 
     Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
-    about ``block_frames`` + 2 windows of features at a time.
+    about ``block_frames`` (default `BATCH_WINDOWS` window hops) + 2 windows of features at
+    a time and scores each block's windows in `scoring_threads` batches at once.
     """
     window = detector.config.training.sequence_frames
     hop = window // 2
+    block_frames = BATCH_WINDOWS * hop if block_frames is None else block_frames
     block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
+    workers = scoring_threads()
+    batch = math.ceil((block_frames // hop + 2) / workers)  # the block's windows, split
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        return detector.logits(features, batch_windows=batch, workers=workers)
+
     buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
     buffer_start = 0  # frame index of buffer[0]
     done = 0  # frames whose logits were yielded
@@ -286,29 +329,40 @@ def stream_logits(
         buffer = np.concatenate((buffer, features))
         while buffer_start + len(buffer) >= done + block_frames + window:
             first, last = context_range(done, done + block_frames, window, None)
-            logits = detector.logits(buffer[first - buffer_start : last - buffer_start])
-            yield logits[done - first : done - first + block_frames]
+            block_logits = logits(buffer[first - buffer_start : last - buffer_start])
+            yield block_logits[done - first : done - first + block_frames]
             done += block_frames
             keep = context_range(done, done + 1, window, None)[0]
             buffer, buffer_start = buffer[keep - buffer_start :], keep
     n_frames = buffer_start + len(buffer)
     if done < n_frames:
         first, last = context_range(done, n_frames, window, n_frames)
-        yield detector.logits(buffer[first - buffer_start : last - buffer_start])[done - first :]
+        yield logits(buffer[first - buffer_start : last - buffer_start])[done - first :]
 
 
 def stream_probabilities(
-    detector: Detector, blocks: Iterable[np.ndarray], block_seconds: float = 60.0
+    detector: Scorer, blocks: Iterable[np.ndarray]
 ) -> Iterator[np.ndarray]:
     """Music probabilities of a file's consecutive 16 kHz audio blocks, in consecutive blocks.
 
-    Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU.
+    Decoding and feature extraction run in a worker thread, one block ahead of the BiGRU,
+    which scores `scoring_threads` batches at once meanwhile, each on one torch thread.
     """
-    config = detector.config.features
-    features = _background(stream_features(blocks, config))
-    block_frames = seconds_to_frames(block_seconds, config.hop_seconds)
-    for logits in stream_logits(detector, features, block_frames):
-        yield sigmoid(logits)
+    features = _background(stream_features(blocks, detector.config.features))
+    with _torch_threads(1):
+        for logits in stream_logits(detector, features):
+            yield sigmoid(logits)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (never raised), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -323,13 +377,14 @@ class Detection:
 
 
 def detect_file(
-    detector: Detector,
+    detector: Scorer,
     path: str | Path,
     smoothing: Smoothing | None = None,
     block_seconds: float = 60.0,
     on_audio: Callable[[float], object] | None = None,
 ) -> Detection:
-    """Stream ``path`` through ``detector`` and smooth; ``on_audio(seconds)`` per audio block."""
+    """Stream ``path`` through ``detector`` (a `Detector` or `scorer_for` one) and smooth;
+    ``on_audio(seconds)`` per audio block of ``block_seconds``."""
     smoothing = smoothing or Smoothing()
     config = detector.config.features
     samples = 0
@@ -343,7 +398,7 @@ def detect_file(
             yield block
 
     audio = counted(stream_audio(path, block_seconds))
-    probabilities = np.concatenate(list(stream_probabilities(detector, audio, block_seconds)))
+    probabilities = np.concatenate(list(stream_probabilities(detector, audio)))
     decisions = decide(probabilities, smoothing, detector.threshold, config.hop_seconds)
     duration = samples / config.sample_rate
     segments = to_segments(decisions, config.hop_seconds, duration)

@@ -187,11 +187,14 @@ class Detector:
         """Music probability (T,) for one file's raw features (T, 140)."""
         return sigmoid(self.logits(features))
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
-        """Frame logits (T,) for one file's raw features (T, 140)."""
+    def logits(self, features: np.ndarray, batch_windows: int = 64, workers: int = 1
+               ) -> np.ndarray:
+        """Frame logits (T,) for one file's raw features (T, 140), ``batch_windows`` windows
+        through the model at a time, ``workers`` batches at once (`blend_windows`)."""
         window = self.config.training.sequence_frames
         device = next(self.model.parameters()).device
-        return frame_logits(self.model, self.normalizer.apply(features), window, device)
+        return frame_logits(self.model, self.normalizer.apply(features), window, device,
+                            batch_windows, workers)
 
 
 def _describe_data(data: DataConfig) -> str:

@@ -10,7 +10,9 @@ stream long files block by block.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,15 +135,41 @@ def window_weights(length: int) -> np.ndarray:
     return np.minimum(index + 1, length - index).astype(np.float64)
 
 
-@torch.no_grad()
+WindowScorer = Callable[[np.ndarray], np.ndarray]
+"""Scores a batch of windows: features (B, L, D) float32 → logits (B, L)."""
+
+
 def frame_logits(
     model: nn.Module,
     features: np.ndarray,
     window: int,
     device: torch.device | str = "cpu",
     batch_windows: int = 64,
+    workers: int = 1,
 ) -> np.ndarray:
     """Score every frame of one file (T, D) → logits (T,) float64 by blended windows."""
+    return blend_windows(torch_scorer(model, device), features, window, batch_windows, workers)
+
+
+def torch_scorer(model: nn.Module, device: torch.device | str = "cpu") -> WindowScorer:
+    """`WindowScorer` of a torch model on ``device``."""
+    @torch.no_grad()
+    def score(batch: np.ndarray) -> np.ndarray:
+        # copied into torch's 64-byte aligned memory, as `_stack` does (same float results)
+        return model(torch.tensor(batch, device=device)).double().cpu().numpy()
+    return score
+
+
+def blend_windows(
+    score: WindowScorer, features: np.ndarray, window: int, batch_windows: int = 64,
+    workers: int = 1,
+) -> np.ndarray:
+    """Logits (T,) float64 of one file's features (T, D): the `window_starts` windows scored
+    ``batch_windows`` at a time by ``score``, blended with `window_weights`.
+
+    ``workers`` > 1 scores that many batches at once in threads (torch and onnxruntime run
+    without the GIL); the blend adds them in the same order, so the result is the same.
+    """
     n_frames = len(features)
     if n_frames == 0:
         return np.zeros(0)
@@ -150,15 +178,33 @@ def frame_logits(
     weights = window_weights(length)
     total = np.zeros(n_frames)
     norm = np.zeros(n_frames)
-    tensor = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    for first in range(0, len(starts), batch_windows):
-        chunk = starts[first : first + batch_windows]
-        batch = torch.stack([tensor[s : s + length] for s in chunk]).to(device)
-        logits = model(batch).double().cpu().numpy()
+    features = np.asarray(features, dtype=np.float32)
+    chunks = [starts[first : first + batch_windows]
+              for first in range(0, len(starts), batch_windows)]
+
+    def run(chunk: list[int]) -> np.ndarray:
+        batch = np.stack([features[s : s + length] for s in chunk])
+        return np.asarray(score(batch), dtype=np.float64)
+
+    if workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
+            results = list(pool.map(run, chunks))
+    else:
+        results = [run(chunk) for chunk in chunks]
+    for chunk, logits in zip(chunks, results, strict=True):
         for start, row in zip(chunk, logits, strict=True):
             total[start : start + length] += weights * row
             norm[start : start + length] += weights
     return total / norm
+
+
+def scoring_threads() -> int:
+    """BiGRU batches scored at once while a file streams, each on one thread: one per core
+    but the feature worker's (at least 1). Independent single-threaded batches, not one batch
+    on many intra-op threads: those wait for each other at every GRU step and spin, which on
+    a busy machine cost 10× (bench/detect.py). On 2 vCPUs a second batch at once took 25 %
+    more CPU for little wall time, so there it is 1."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from musicdet.config import RunConfig
 from musicdet.configtools import ConfigError
 from musicdet.datasets import LabelledAudio, frame_labels
 from musicdet.detect import (
+    BATCH_WINDOWS,
     Segment,
     Smoothing,
     binarize,
@@ -32,9 +33,16 @@ from musicdet.detect import (
     to_segments,
     write_segments,
 )
-from musicdet.features import Normalizer, extract_features
+from musicdet.features import (
+    MelScaler,
+    Normalizer,
+    extract_features,
+    mel_energies,
+    opensmile_chroma,
+)
 from musicdet.model import BiGRUDetector
 from musicdet.modelfile import Detector, load_model, save_model
+from musicdet.shipped import DEFAULT_MODEL
 
 THRESHOLD = 0.5
 
@@ -116,6 +124,38 @@ def test_stream_logits_equal_whole_matrix(window: int, n_frames: int) -> None:
         pieces = [features[i : i + chunk] for i in range(0, n_frames, chunk)]
         streamed = np.concatenate(list(stream_logits(detector, pieces, block_frames)))
         np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+
+
+def test_default_stream_blocks_equal_whole_matrix() -> None:
+    """detect's own block size (`BATCH_WINDOWS` windows per BiGRU batch), several blocks."""
+    detector = tiny_detector(60)
+    n_frames = 3 * BATCH_WINDOWS * 30 + 77
+    features = np.random.default_rng(2).normal(-5, 4, (n_frames, 140)).astype(np.float32)
+    pieces = [features[i : i + 6000] for i in range(0, n_frames, 6000)]
+    streamed = np.concatenate(list(stream_logits(detector, pieces)))
+    np.testing.assert_allclose(streamed, detector.logits(features), rtol=0, atol=1e-6)
+
+
+def test_batches_scored_at_once_blend_as_one_after_another() -> None:
+    detector = tiny_detector(60)
+    features = np.random.default_rng(3).normal(-5, 4, (1000, 140)).astype(np.float32)
+    serial = detector.logits(features, batch_windows=5)
+    np.testing.assert_array_equal(detector.logits(features, batch_windows=5, workers=3), serial)
+
+
+def test_detect_scores_equal_the_reference_path_with_the_default_model(tmp_path: Path) -> None:
+    """The shipped model on 200 s: streamed detect (numpy chroma, large batches) gives the
+    whole-file scores of openSMILE's chroma and `Detector.probabilities` within 1e-4."""
+    path = write_wav(tmp_path / "a.wav", 200.0)
+    detector = load_model(DEFAULT_MODEL)
+    config = detector.config.features
+    audio = load_audio(path)
+    reference_features = MelScaler(config)(np.concatenate(
+        [mel_energies(audio, config), opensmile_chroma(audio, config)], axis=1))
+    reference = detector.probabilities(reference_features)
+    result = detect_file(detector, path)
+    assert result.probabilities.shape == reference.shape
+    np.testing.assert_allclose(result.probabilities, reference, rtol=0, atol=1e-4)
 
 
 def test_context_range_starts_on_the_window_grid() -> None:

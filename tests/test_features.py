@@ -8,6 +8,7 @@ import shutil
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile
 
 from musicdet import features
@@ -22,6 +23,7 @@ from musicdet.features import (
     extract_file,
     log_mel,
     num_frames,
+    opensmile_chroma,
     signal_frames,
     write_features,
 )
@@ -136,6 +138,28 @@ def test_chroma_peaks_on_the_pitch_class_played():
     top3 = np.sort(np.argsort(c_major.mean(axis=0))[-3:])
     assert top3.tolist() == [C, E, G]
     np.testing.assert_allclose(c_major.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config", [CONFIG, FeatureConfig(win_length=800, hop_length=320)],
+                         ids=["25ms", "50ms"])
+def test_numpy_chroma_equals_opensmile(config):
+    """Coloured noise 80 dB apart in level, tones, a chord, silence, a quiet and a clipping
+    stretch: the numpy chroma is openSMILE's within float32 rounding."""
+    rng = np.random.default_rng(1)
+    second = SAMPLE_RATE
+    pieces = [scipy.signal.lfilter([1], [1, rng.uniform(-0.99, 0.99)],
+                                   rng.standard_normal(second)) * 10 ** rng.uniform(-4, 0.5)
+              for _ in range(8)]
+    time = np.arange(second) / SAMPLE_RATE
+    pieces += [harmonic_tone([440.0], 1.0), harmonic_tone([523.25, 659.26, 783.99], 1.0),
+               np.zeros(second), 1e-4 * np.sin(2 * np.pi * 300 * time),
+               3 * np.sin(2 * np.pi * 97 * time)]
+    audio = np.concatenate(pieces).astype(np.float32)[: 13 * second - 77]
+    fast, reference = chroma_features(audio, config), opensmile_chroma(audio, config)
+    assert fast.shape == reference.shape == (num_frames(len(audio), config), 12)
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-5)
+    assert np.array_equal(fast.any(axis=1), reference.any(axis=1))  # the same silent frames
 
 
 def test_full_scale_input_does_not_wrap_in_chroma():
@@ -303,3 +327,12 @@ def test_write_features_refuses_colliding_names(tmp_path, audio_file):
     shutil.copy(audio_file, twin)
     with pytest.raises(ValueError, match="same output name clip.npy"):
         write_features([audio_file, twin], tmp_path / "out", CONFIG, progress=False)
+
+
+@pytest.mark.parametrize("config", [CONFIG, FeatureConfig(n_fft=2048, n_mels=64, fmin=0.0,
+                                                          fmax=6000.0)])
+def test_mel_matrix_is_librosas(config):
+    expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft,
+                                   n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax,
+                                   dtype=np.float32)
+    np.testing.assert_allclose(features.mel_matrix(config), expected, rtol=1e-6, atol=0)
