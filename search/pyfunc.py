@@ -75,8 +75,7 @@ class DetectorModel(mlflow.pyfunc.PythonModel):
         """Frame probabilities of a file path or of a 16 kHz mono waveform."""
         if isinstance(item, str):
             return detect_file(self.detector, item, block_seconds=BLOCK_SECONDS).probabilities
-        return np.concatenate(list(stream_probabilities(self.detector, blocks(item),
-                                                        BLOCK_SECONDS)))
+        return np.concatenate(list(stream_probabilities(self.detector, blocks(item))))
 
 
 def rows(model_input: pd.DataFrame) -> list[str | np.ndarray]:

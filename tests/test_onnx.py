@@ -9,9 +9,10 @@ import pytest
 import torch
 from test_detect import save_tiny_model, tiny_detector, write_wav
 
+from musicdet.batch import detect
 from musicdet.cli import main
 from musicdet.configtools import ConfigError
-from musicdet.detect import detect, scorer_for
+from musicdet.detect import scorer_for
 from musicdet.modelfile import load_model
 from musicdet.onnx import OPSET, OnnxDetector
 
