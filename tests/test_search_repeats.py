@@ -141,7 +141,10 @@ def test_a_study_with_three_seeds_ranks_by_their_lcb_runs_them_at_once_and_track
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_auc_sd")] == \
             [1, 2]
         files = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"roc.png", "config.yaml", "history.json", "model", "seeds"} <= files
+        assert {"roc.png", "config.yaml", "history.json", "seeds"} <= files
+        models = client.search_logged_models(
+            [result.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert len(models) == 1  # the kept seed's model, as a pyfunc model of the run
         assert {a.path for a in client.list_artifacts(run.info.run_id, "seeds")} == \
             {f"seeds/seed-{s}" for s in seeds}
 
