@@ -91,7 +91,7 @@ def detect_peak_rss(model: Path, audio: Path, out: Path) -> float:
     child = subprocess.run([sys.executable, "-c", PEAK_RSS_CHILD, str(model), str(audio),
                             "--out", str(out)], env=SUBPROCESS_ENV, capture_output=True,
                            text=True, timeout=600, check=True)
-    status, peak_kib = child.stdout.split()
+    status, peak_kib = child.stdout.splitlines()[-1].split()  # after detect's summary line
     assert status == "0", child.stderr
     return int(peak_kib) / 1024
 
