@@ -14,6 +14,7 @@ from musicdet.train import train
 
 from .export import export_best, load_study
 from .runner import run_study
+from .significance import compare_top
 from .spec import load_spec
 from .study import study_counts
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     best_yaml = spec.workdir / "best.yaml"
     number, _ = export_best(spec, best_yaml)
     print(f"best trial {number} (value {result.best_value:.4f}) exported to {best_yaml}")
+    significance = compare_top(spec, load_study(spec), 2)
+    if significance is not None:
+        print(significance.format().splitlines()[-1])  # the best against the runner-up
     final = train(load_run_config(best_yaml), spec.workdir / "final", progress=True)
     metric = spec.search.primary.metric
     print(f"\nfinal model: {final.model_path} ({metric} {final.best.metrics()[metric]:.4f})")
