@@ -23,6 +23,8 @@ declaring its model (`mlflow.models.set_model`), as a models-from-code file must
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +46,10 @@ from musicdet.detect import detect_file, stream_probabilities
 from musicdet.modelfile import Detector, load_model
 
 BLOCK_SECONDS = 60.0  # detect's default audio block: the same blocks give the same scores
+# Logging a trial's model validates its input example: keep MLflow's line about it and the
+# artifact download bar out of a study's progress output.
+logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 MODEL_ARTIFACT = "model"  # the model file's name among the pyfunc model's artifacts
 # The distributions the scoring path imports (musicdet.detect and musicdet.modelfile), pinned
 # as pyproject.toml pins them; mlflow and pandas load and serve the model.
