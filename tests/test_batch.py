@@ -21,10 +21,16 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("model") / "model.pt")
 
 
+def good_files(root: Path, seconds: float | None = None) -> Path:
+    """The `GOOD` files below ``root``, each ``seconds`` long (default 1.5, 2.5, 3.5 s)."""
+    for seed, name in enumerate(GOOD):
+        write_wav(root / name, 1.5 + seed if seconds is None else seconds, seed=seed)
+    return root
+
+
 def archive(root: Path) -> Path:
     """Three short good files in nested folders, one undecodable and one empty file."""
-    for seed, name in enumerate(GOOD):
-        write_wav(root / name, 1.5 + seed, seed=seed)
+    good_files(root)
     (root / "sub" / "bad.wav").write_bytes(b"RIFF not really a wave file")
     (root / "empty.mp3").write_bytes(b"")
     return root
@@ -85,9 +91,7 @@ def test_archive_run_in_two_workers_resumes_and_reports_bad_files(
 def test_an_interrupted_file_is_redone_and_its_temporary_removed(
     tmp_path: Path, model_file: Path
 ) -> None:
-    folder = tmp_path / "in"
-    for seed, name in enumerate(GOOD):
-        write_wav(folder / name, 1.0, seed=seed)
+    folder = good_files(tmp_path / "in", 1.0)
     out = tmp_path / "out"
     assert detect(model_file, [folder], out, frame_scores="csv", progress=False).done == 3
     expected = outputs(out)
@@ -104,9 +108,7 @@ def test_an_interrupted_file_is_redone_and_its_temporary_removed(
 def test_other_settings_redo_files_also_after_an_interrupted_run(
     tmp_path: Path, model_file: Path
 ) -> None:
-    folder = tmp_path / "in"
-    for seed, name in enumerate(GOOD):
-        write_wav(folder / name, 1.0, seed=seed)
+    folder = good_files(tmp_path / "in", 1.0)
     out = tmp_path / "out"
     assert detect(model_file, [folder], out, progress=False).done == 3
     listed = tmp_path / "files.txt"
@@ -128,9 +130,7 @@ def test_other_settings_redo_files_also_after_an_interrupted_run(
 def test_a_list_mirrors_paths_below_its_common_folder_and_reports_missing_files(
     tmp_path: Path, model_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "in"
-    for seed, name in enumerate(GOOD):
-        write_wav(folder / name, 1.0, seed=seed)
+    folder = good_files(tmp_path / "in", 1.0)
     listed = tmp_path / "files.txt"
     listed.write_text("".join(f"{folder / name}\n" for name in (*GOOD[1:], "sub/gone.wav")))
     out = tmp_path / "out"
