@@ -24,6 +24,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
@@ -146,8 +147,17 @@ def train_seed(config: dict[str, Any], out: str, data: PreparedData | SharedData
     record_worker(folder, **when, ended=time.time())
 
 
+@dataclass(frozen=True)
+class SeedData:
+    """The trials' data (`PreparedData` or `SharedData`), put in Ray's object store once by the
+    driver: each seed task reads it from there, and a trial's own process never loads it (a
+    bare ObjectRef given to ``tune.with_parameters`` would be resolved for the trial)."""
+
+    ref: ray.ObjectRef
+
+
 def run_repeated_trial(config: dict[str, Any], *, base: dict[str, Any], workdir: str,
-                       data: PreparedData | SharedData, repeats: int, hows: Sequence[str],
+                       data: SeedData, repeats: int, hows: Sequence[str],
                        metrics: Sequence[str] = ()) -> None:
     """Train ``base`` with the loss in ``config`` once per seed; report each epoch's aggregate
     of the objectives ``metrics`` (default ``training.select_metric``; ``hows``: each one's
@@ -161,7 +171,7 @@ def run_repeated_trial(config: dict[str, Any], *, base: dict[str, Any], workdir:
     take_tune_checkpoint(out, _checkpoints(folders))
     reporter = _Reporter(out, folders, metrics, hows, run_config.training.epochs)
     try:
-        _train_seeds(run_config, folders, ray.put(data), reporter)
+        _train_seeds(run_config, folders, data.ref, reporter)
     except NonFiniteLossError as error:
         worst = -math.inf if METRIC_DIRECTIONS[reporter.metric] == "maximize" else math.inf
         message = str(getattr(error, "cause", error)).splitlines()[0]

@@ -33,7 +33,7 @@ from musicdet.examples import validation_examples
 from musicdet.train import PreparedData, SharedData
 
 from .export import PARETO_TABLE, pareto_table
-from .repeats import mean_sd, metric_name, run_repeated_trial, trial_resources
+from .repeats import SeedData, mean_sd, metric_name, run_repeated_trial, trial_resources
 from .resources import on_device, smallest_object_store, trial_data, trial_device
 from .significance import compare_top
 from .space import complete_params, describe, logged_params, sample
@@ -653,7 +653,8 @@ def _tune(spec: StudySpec, study: optuna.Study, storage: StudyStorage, tracker: 
         run_repeated_trial, repeats=repeats,
         hows=[objective.aggregate for objective in spec.search.objectives])
     trainable = tune.with_resources(
-        tune.with_parameters(function, base=config.to_dict(), workdir=str(workdir), data=data,
+        tune.with_parameters(function, base=config.to_dict(), workdir=str(workdir),
+                             data=data if repeats == 1 else SeedData(ray.put(data)),
                              metrics=metrics),
         trial_resources(replace(spec.resources, gpus=gpus), repeats),
     )
