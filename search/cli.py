@@ -26,10 +26,13 @@ from musicdet.errors import EPILOG, CommandError, ExitStatus, report
 
 from .export import export_best, format_table, load_study, pareto_table, top_trials
 from .figures import PARETO_PNG, pareto_figure
+from .replication import ReplicationSpec, load_replication, replicate, with_test
+from .report import write_report
 from .runner import run_study
 from .significance import compare_top
 from .spec import StudySpec, check_database_url, load_spec
 from .study import DUPLICATE_OF, lost_database, pareto_front, study_counts, tally
+from .testsets import parse_test_option, score_study
 from .tracking import MlflowSettings, StudyTracker, study_settings
 
 PROG = "musicdet-search"
@@ -203,6 +206,73 @@ def _spec(args: argparse.Namespace) -> StudySpec:
     return spec
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score every completed trial's models (each seed) on held-out test sets.
+
+    Metrics test_NAME_auc, _eer, _recall, _f1 (mean, _sd, _seedS) go to each trial's MLflow
+    run, frame scores to its test-scores/ artifacts; trials already scored are skipped."""
+    spec = _spec(args)
+    tests = dict(parse_test_option(text) for text in args.test)
+    scored = score_study(spec, tests, out=sys.stdout)
+    print(f"study {spec.name}: {scored} trial × test-set scorings")
+    return 0
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    """Run a replication: the tables on each front end, the joint study, the learning curve.
+
+    The spec (studies/replication.yaml) names them: every table on every front end, the joint
+    study up to the tables' budget, the learning curve; each study is scored on the test sets.
+
+    Every study resumes where it stopped, so an interrupted replication continues when run
+    again; then musicdet-search report writes docs/results.md."""
+    spec = _replication(args)
+    replicate(spec, num_cpus=args.num_cpus, out=sys.stdout,
+              after_study=lambda study: score_study(study, spec.test, out=sys.stdout))
+    print(f"replication {spec.name} done; report: musicdet-search report {args.spec}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the replication report: docs/results.md, its figures, the README's results.
+
+    Everything comes from the studies' Optuna and MLflow records; the README's block between
+    its results markers is replaced."""
+    spec = load_replication(args.spec)
+    path = write_report(spec, Path(args.out), Path(args.readme) if args.readme else None)
+    print(f"report → {path}")
+    return 0
+
+
+def _replication(args: argparse.Namespace) -> ReplicationSpec:
+    spec = load_replication(args.spec)
+    for text in args.test:
+        spec = with_test(spec, *parse_test_option(text))
+    return spec
+
+
+def _test_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test", action="append", default=[], metavar="NAME=FORMAT:PATH",
+                   help="a labelled test set, e.g. real=generic:data/real (repeatable)")
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    _storage_arg(p)
+    _tracking_arg(p)
+    _test_arg(p)
+
+
+def _replicate_args(p: argparse.ArgumentParser) -> None:
+    _test_arg(p)
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="docs/results.md", help="report file (%(default)s)")
+    p.add_argument("--readme", default="README.md",
+                   help="README whose results block to refresh (%(default)s; '' for none)")
+
+
 def _storage_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="Optuna storage URL (overrides storage.url)")
 
@@ -261,7 +331,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int],
     "best": (cmd_best, _best_args),
     "export": (cmd_export, _export_args),
     "ui": (cmd_ui, _ui_args),
+    "score": (cmd_score, _score_args),
+    "replicate": (cmd_replicate, _replicate_args),
+    "report": (cmd_report, _report_args),
 }
+REPLICATION_COMMANDS = ("replicate", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=doc.splitlines()[0], description=doc,
                                   epilog=EPILOG,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.add_argument("spec", help="study spec YAML (studies/*.yaml)")
+        sub.add_argument("spec", help="replication spec YAML (studies/replication.yaml)"
+                         if name in REPLICATION_COMMANDS else "study spec YAML (studies/*.yaml)")
         add_args(sub)
         sub.set_defaults(func=func)
     return parser

@@ -200,11 +200,14 @@ class StudyTracker:
         """Epochs (steps) whose validation AUC the run holds."""
         return {m.step for m in self.client.get_metric_history(run_id, "val_auc")}
 
+    def trial_runs(self) -> list[Run]:
+        """Every trial's child run."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial'", max_results=50000)
+
     def open_trial_runs(self) -> list[Run]:
         """Child runs not ended (RUNNING, or KILLED when their driver stopped)."""
-        runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial'", max_results=50000)
-        return [r for r in runs if r.info.status in ("RUNNING", "KILLED")]
+        return [r for r in self.trial_runs() if r.info.status in ("RUNNING", "KILLED")]
 
     def finish_trial(self, run_id: str, status: str, summary: dict[str, float],
                      files: list[tuple[Path, str | None]], reason: str | None = None,
