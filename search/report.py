@@ -199,7 +199,8 @@ def results_table(rows: Sequence[Result], test: str) -> str:
 def overview_table(tables: dict[str, list[Result]], tests: Sequence[str]) -> str:
     """AUC % of every row: the paper's, ours on each test set and front end."""
     fronts = list(tables)
-    head = "| loss | paper (Seyerlehner TV) | " + " | ".join(f"{t} ({f})" for f in fronts for t in tests) + " |"
+    columns = " | ".join(f"{t} ({f})" for f in fronts for t in tests)
+    head = f"| loss | paper (Seyerlehner TV) | {columns} |"
     lines = [head, "|---|---|" + "---|" * (len(fronts) * len(tests))]
     labels = [r.label for r in next(iter(tables.values()))]
     for label in labels:

@@ -223,5 +223,6 @@ def test_a_tiny_replication_is_run_scored_and_reported_from_its_records(
         assert (out.parent / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
     assert (out.parent / "joint-best.yaml").is_file()
     block = readme.read_text()
-    assert block.startswith("intro\n<!-- results:begin -->\n| loss | paper (") and "old" not in block
+    assert block.startswith("intro\n<!-- results:begin -->\n| loss | paper (")
+    assert "old" not in block
     assert block.endswith("<!-- results:end -->\nrest\n")
