@@ -14,7 +14,7 @@ import math
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean, stdev
@@ -26,11 +26,12 @@ import optuna
 from optuna.trial import TrialState
 from scipy import stats
 
+from musicdet.config import RunConfig
 from musicdet.errors import UnfinishedError
 from musicdet.fsutil import atomic_path, write_text
 from musicdet.metrics import roc_points
 
-from .export import export_best
+from .export import trial_config
 from .replication import (
     ReplicationSpec,
     best_auc_family,
@@ -350,13 +351,21 @@ def joint_summary(spec: ReplicationSpec, grid_best: Result | None, docs: Path
     exported = None
     if best is not None:
         exported = docs / "joint-best.yaml"
-        export_best(study_spec, exported)
+        portable_config(study_spec, study.trials[best.trial]).save(exported)
     trained = [t for t in trials if t.intermediate_values]
     return JointSummary(
         len(trials), sum(t.state == TrialState.COMPLETE for t in trials),
         sum(t.state == TrialState.PRUNED for t in trials), used,
         len(trained) * epochs * k, table_budget(spec, spec.joint.front_end), best, reached,
         significance.texts().get("significance.txt", "") if significance else "", exported)
+
+
+def portable_config(spec: StudySpec, trial: optuna.trial.FrozenTrial) -> RunConfig:
+    """`musicdet-search export`'s run config of ``trial`` with the spec's own (relative) data
+    paths, not this machine's."""
+    config = trial_config(spec, trial)
+    return replace(config, data=replace(config.data, cache_dir=spec.base.data.cache_dir,
+                                        path=spec.base.data.path))
 
 
 def _exists(spec: StudySpec) -> bool:

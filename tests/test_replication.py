@@ -95,6 +95,16 @@ def test_every_table_runs_on_every_front_end_at_the_replications_scale(tmp_path:
     assert table_budget(spec, "project") == 12
 
 
+def test_the_shipped_replication_runs_the_three_tables_on_both_front_ends() -> None:
+    spec = load_replication(STUDIES / "replication.yaml")
+    studies = [(front, s) for _, front, s in table_studies(spec)]
+    assert sorted(front for front, _ in studies) == ["paper"] * 3 + ["project"] * 3
+    assert sum(s.search.n_trials for _, s in studies) == 2 * 13
+    epochs = studies[0][1].base.training.epochs
+    assert table_budget(spec, "project") == 13 * spec.repeats * epochs
+    assert {s.base.model.input_norm for front, s in studies if front == "paper"} == {"none"}
+
+
 def test_bad_replication_specs_are_refused_in_one_line_naming_the_key(tmp_path: Path) -> None:
     cache = str(tmp_path / "cache")
     cases = {
