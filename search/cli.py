@@ -32,7 +32,7 @@ from .runner import run_study
 from .significance import compare_top
 from .spec import StudySpec, check_database_url, load_spec
 from .study import DUPLICATE_OF, lost_database, pareto_front, study_counts, tally
-from .testsets import parse_test_option, score_study
+from .testsets import check_test_sets, parse_test_option, score_study
 from .tracking import MlflowSettings, StudyTracker, study_settings
 
 PROG = "musicdet-search"
@@ -213,6 +213,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     run, frame scores to its test-scores/ artifacts; trials already scored are skipped."""
     spec = _spec(args)
     tests = dict(parse_test_option(text) for text in args.test)
+    check_test_sets(tests)
     scored = score_study(spec, tests, out=sys.stdout)
     print(f"study {spec.name}: {scored} trial × test-set scorings")
     return 0
@@ -227,6 +228,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     Every study resumes where it stopped, so an interrupted replication continues when run
     again; then musicdet-search report writes docs/results.md."""
     spec = _replication(args)
+    check_test_sets(spec.test)
     replicate(spec, num_cpus=args.num_cpus, out=sys.stdout,
               after_study=lambda study: score_study(study, spec.test, out=sys.stdout))
     print(f"replication {spec.name} done; report: musicdet-search report {args.spec}")

@@ -53,14 +53,20 @@ class TestSet:
     def load(cls, name: str, data: DataConfig, features: FeatureConfig,
              cache_dir: str | Path) -> TestSet:
         """Every file of ``data``; one line naming the set if it lacks a class or a path."""
-        if data.format != "synth" and not Path(data.path or "").exists():
-            raise ConfigError(f"test.{name}.path", f"{data.path} does not exist; expected a "
-                                                   f"{data.format} dataset")
+        check_test_sets({name: data})
         examples = load_examples(data, features, progress=False, cache_dir=cache_dir)
         labels = np.concatenate([e.labels[e.mask] for e in examples]) if examples else []
         if len(np.unique(labels)) < 2:
             raise ConfigError(f"test.{name}", "needs labelled frames of both classes")
         return cls(name, examples)
+
+
+def check_test_sets(tests: Mapping[str, DataConfig]) -> None:
+    """One line naming the first test set whose dataset path does not exist."""
+    for name, data in tests.items():
+        if data.format != "synth" and not Path(data.path or "").exists():
+            raise ConfigError(f"test.{name}.path", f"{data.path} does not exist; expected a "
+                                                   f"{data.format} dataset")
 
 
 def parse_test_option(text: str) -> tuple[str, DataConfig]:

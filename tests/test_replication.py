@@ -236,3 +236,19 @@ def test_a_tiny_replication_is_run_scored_and_reported_from_its_records(
     assert block.startswith("intro\n<!-- results:begin -->\n| loss | paper (")
     assert "old" not in block
     assert block.endswith("<!-- results:end -->\nrest\n")
+
+
+def test_score_and_replicate_refuse_bad_test_sets_before_touching_a_study(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_tables(tmp_path)
+    assert search_main(["score", str(tmp_path / "t1.yaml"), "--test", "real=generic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("musicdet-search: error: --test") and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+    replication = write_replication(tmp_path, str(tmp_path / "cache"))
+    missing = tmp_path / "nowhere"
+    assert search_main(["replicate", str(replication), "--test", f"real=generic:{missing}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"musicdet-search: error: test.real.path: {missing} does not exist; " \
+                  "expected a generic dataset"
+    assert not (tmp_path / "runs").exists()
