@@ -224,7 +224,7 @@ def test_a_tiny_replication_is_run_scored_and_reported_from_its_records(
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n")
-    out = tmp_path / "docs" / "results.markdown"  # any name: the report is plain Markdown
+    out = tmp_path / "docs" / "results.markdown"  # test_references reads a .md name as a citation
     assert search_main(["report", str(path), "--out", str(out), "--readme", str(readme)]) == 0
     text = out.read_text()
     assert "| cross entropy | 87.02 | 21.40 | 0.45 | 0.60 |" in text
