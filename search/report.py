@@ -255,10 +255,12 @@ def claim_rows(rows: Sequence[Result], test: str, front: str) -> list[str]:
     return lines
 
 
-def rank_agreement(rows: Sequence[Result], test: str) -> tuple[float, bool]:
+def rank_agreement(rows: Sequence[Result], test: str) -> tuple[float, bool] | None:
     """Spearman ρ between the rows' mean validation AUC and mean test AUC, and whether both
-    rank the same row first."""
+    rank the same row first (None with fewer than two rows scored on ``test``)."""
     scored = [r for r in rows if r.values(test)]
+    if len(scored) < 2:
+        return None
     val = [fmean(r.val) for r in scored]
     tst = [fmean(r.values(test)) for r in scored]
     rho = float(stats.spearmanr(val, tst).statistic)
@@ -435,9 +437,12 @@ def collect(spec: ReplicationSpec, docs: Path) -> Report:
     specs: dict[str, StudySpec] = {}
     tables: dict[str, list[Result]] = {}
     for _, front, study in table_studies(spec):
-        if _exists(study):
+        rows = study_results(study) if _exists(study) else []
+        if rows:
             specs[study.name] = study
-            tables.setdefault(front, []).extend(study_results(study))
+            tables.setdefault(front, []).extend(rows)
+    for rows in tables.values():
+        rows.sort(key=paper_order)
     everything = [r for rows in tables.values() for r in rows]
     tests = test_names(everything, spec)
     front = spec.joint.front_end if spec.joint else next(iter(tables), "")
@@ -451,6 +456,12 @@ def collect(spec: ReplicationSpec, docs: Path) -> Report:
     hours = {name: _wall_hours(s) for name, s in specs.items()}
     sizes = {t: _test_size(specs, everything, t) for t in tests}
     return Report(spec, specs, tables, tests, hours, sizes, joint, curve)
+
+
+def paper_order(row: Result) -> int:
+    """The row's place in the paper's tables (rows it does not have go last)."""
+    rows = list(PAPER)
+    return rows.index(row.label) if row.label in rows else len(rows)
 
 
 def _wall_hours(spec: StudySpec) -> float:
@@ -590,14 +601,17 @@ def claims_section(report: Report) -> list[str]:
                 counts[said] = counts.get(said, 0) + 1
     lines += ["", "Verdicts: " + "; ".join(
         f"{front} front end on {test}: " + ", ".join(f"{n} {said}" for said, n in c.items())
-        for (front, test), c in tally.items()) + ".", ""]
+        for (front, test), c in tally.items() if c) + ".", ""]
     lines += ["### Does synthetic validation predict the test sets?", "",
               "Spearman ρ between the configurations' mean validation AUC and their mean test "
               "AUC, and whether both put the same configuration first.", "",
               "| front end | test set | ρ | same best |", "|---|---|---|---|"]
     for front, rows in report.tables.items():
         for test in report.tests:
-            rho, same = rank_agreement(rows, test)
+            agreement = rank_agreement(rows, test)
+            if agreement is None:
+                continue
+            rho, same = agreement
             lines.append(f"| {front} | {test} | {rho:+.2f} | {'yes' if same else 'no'} |")
     return lines + [""]
 

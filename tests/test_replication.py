@@ -191,7 +191,9 @@ def test_a_claim_holds_reverses_or_cannot_be_told_apart() -> None:
     assert lines["apAUC α=.25 β=.5 is no better than cross entropy (Table 2)"].endswith(
         "| holds |")
     assert "+10.0" in lines["aAUC beats cross entropy (Table 1)"]  # AUC points
-    rho, same = rank_agreement(rows, "real")
+    agreement = rank_agreement(rows, "real")
+    assert agreement is not None and rank_agreement(rows[:1], "real") is None
+    rho, same = agreement
     assert rho == pytest.approx(1.0) and same
 
 
