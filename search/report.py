@@ -576,6 +576,14 @@ def findings(report: Report) -> list[str]:
                 line += (f" Synthetic validation would pick {picked.label} "
                          f"({_cell(picked.values(test), 100, 1)} % here).")
             lines.append(line)
+    training = next(iter(report.specs.values())).base.training
+    steps = training.epochs * (training.sequences_per_epoch or 0) // training.batch_size
+    for test in report.tests:
+        means = [fmean(r.values(test)) for rows in report.tables.values() for r in rows
+                 if r.values(test)]
+        lines.append(f"- **Scale:** {steps} optimiser steps per model; mean AUC on {test} "
+                     f"{100 * min(means):.1f}–{100 * max(means):.1f} % across all rows and "
+                     "front ends (the paper: 86.8–92.0 %).")
     return lines + [""]
 
 
@@ -637,8 +645,11 @@ def joint_section(report: Report) -> list[str]:
     saved = 1 - joint.seed_epochs / joint.full_seed_epochs if joint.full_seed_epochs else 0.0
     lines = ["## The joint search against the grids", "",
              f"TPE over the loss type and α, β, γ, λ, δ with ASHA, {front} front end, "
-             f"{report.spec.repeats} seeds per trial, run until it had trained as many "
-             f"seed-epochs as the three grids on that front end ({joint.budget}).", "",
+             f"{report.spec.repeats} seeds per trial, run until it has trained as many "
+             f"seed-epochs as the three grids on that front end ({joint.budget}); "
+             + ("it has." if joint.seed_epochs >= joint.budget else
+                f"so far {joint.seed_epochs} ({100 * joint.seed_epochs / joint.budget:.0f} %)."),
+             "",
              f"- Trials: {joint.trials} ({joint.complete} complete, {joint.pruned} pruned); "
              f"{joint.seed_epochs} seed-epochs trained, {joint.full_seed_epochs} had none been "
              f"pruned: ASHA saved {100 * saved:.0f} %."]
@@ -649,7 +660,8 @@ def joint_section(report: Report) -> list[str]:
                      f"{grid_best.label}, {_cell(grid_best.val, 100, 1)} %.")
         share = 100 * (joint.reached_at or 0) / joint.budget
         reached = f"after {joint.reached_at} seed-epochs ({share:.0f} % of the grids' " \
-            "budget)" if joint.reached_at else "never, within the budget"
+            "budget)" if joint.reached_at else f"not within the {joint.seed_epochs} seed-epochs " \
+            "it trained"
         lines.append(f"- A joint trial first matched the best grid point's validation AUC "
                      f"{reached}.")
         for test in report.tests:
