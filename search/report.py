@@ -46,7 +46,7 @@ from .space import LOSS, complete_params
 from .spec import StudySpec
 from .study import trial_origin
 from .testsets import SCORES_FOLDER, TEST_METRICS
-from .tracking import ORIGIN, StudyTracker, study_settings
+from .tracking import StudyTracker, study_settings
 
 LEVEL = 0.95
 # The paper's test-set results (Seyerlehner TV, trained on 27 h of OpenBMAT): AUC %, EER %,
@@ -148,7 +148,7 @@ def study_results(spec: StudySpec) -> list[Result]:
     on: ``test_<name>_auc``)."""
     study = optuna.load_study(study_name=spec.name, storage=spec.storage_url)
     tracker = StudyTracker(study_settings(spec), spec.name, create=False)
-    runs = {int(r.data.tags[ORIGIN]): r for r in tracker.trial_runs()}
+    runs = tracker.trial_runs_by_origin()
     names = sorted({m.group(1) for r in runs.values() for k in r.data.metrics
                     if (m := re.fullmatch(r"test_(\w+?)_auc", k))})
     results = []

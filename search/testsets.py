@@ -34,7 +34,7 @@ from musicdet.sequences import Example
 from .export import load_study
 from .spec import StudySpec
 from .study import trial_origin
-from .tracking import ORIGIN, StudyTracker, study_settings
+from .tracking import StudyTracker, study_settings
 from .trainable import MODEL, seed_folders, seed_number, trial_dir
 
 TEST_METRICS = ("auc", "eer", "recall", "f1")
@@ -120,7 +120,7 @@ def score_study(spec: StudySpec, tests: Mapping[str, DataConfig], out: TextIO | 
     yet; returns the number of trials scored."""
     study = load_study(spec)
     tracker = StudyTracker(study_settings(spec), spec.name, create=False)
-    runs = {int(r.data.tags[ORIGIN]): r for r in tracker.trial_runs()}
+    runs = tracker.trial_runs_by_origin()
     cache = spec.base_config().data.cache_dir
     loaded: dict[str, TestSet] = {}
     scored = 0

@@ -205,6 +205,10 @@ class StudyTracker:
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial'", max_results=50000)
 
+    def trial_runs_by_origin(self) -> dict[int, Run]:
+        """Every trial's child run, by the trial's origin (`search.study.trial_origin`)."""
+        return {int(r.data.tags[ORIGIN]): r for r in self.trial_runs()}
+
     def open_trial_runs(self) -> list[Run]:
         """Child runs not ended (RUNNING, or KILLED when their driver stopped)."""
         return [r for r in self.trial_runs() if r.info.status in ("RUNNING", "KILLED")]
