@@ -285,9 +285,10 @@ class Scorer(Protocol):
 
 RUNTIMES = ("torch", "onnx")
 BATCH_WINDOWS = 40
-"""Windows per BiGRU batch when streaming: each call scores 40 window hops of new frames (60 s
-at the default 300-frame windows). Larger batches were no faster on 2 cores (bench/detect.py)
-and cost ~2 MB of GRU activations per window."""
+"""Window hops of new frames per streamed block with torch (60 s at the default 300-frame
+windows), scored as `scoring_threads` batches at once. Larger blocks were no faster on 2
+cores (bench/detect.py) and cost ~2 MB of GRU activations per window. A scorer may set its
+own with a ``stream_windows`` attribute (`onnx.OnnxDetector`: 16)."""
 
 
 def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
@@ -309,12 +310,14 @@ def stream_logits(
     """Frame logits of a file, in consecutive blocks, from its consecutive feature blocks.
 
     Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
-    about ``block_frames`` (default `BATCH_WINDOWS` window hops) + 2 windows of features at
+    about ``block_frames`` (default: the scorer's ``stream_windows`` or `BATCH_WINDOWS` window
+    hops) + 2 windows of features at
     a time and scores each block's windows in `scoring_threads` batches at once.
     """
     window = detector.config.training.sequence_frames
     hop = window // 2
-    block_frames = BATCH_WINDOWS * hop if block_frames is None else block_frames
+    if block_frames is None:
+        block_frames = getattr(detector, "stream_windows", BATCH_WINDOWS) * hop
     block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
     workers = scoring_threads()
     batch = math.ceil((block_frames // hop + 2) / workers)  # the block's windows, split

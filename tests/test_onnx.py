@@ -62,6 +62,29 @@ def test_default_model_on_onnx_equals_torch():
                                detector.logits(features), rtol=0, atol=1e-4)
 
 
+def test_streamed_onnx_on_steady_audio_equals_torch_on_the_whole_file():
+    """Steady tones and silence drive the GRU's states into denormals, which the onnxruntime
+    session flushes to zero; streamed in its own blocks (`stream_windows`), the shipped model
+    still gives torch's whole-file frame scores."""
+    from musicdet.detect import stream_logits
+    from musicdet.features import extract_features
+    from musicdet.sequences import sigmoid
+    from musicdet.shipped import DEFAULT_MODEL
+
+    detector = load_model(DEFAULT_MODEL)
+    rate = detector.config.features.sample_rate
+    time_axis = np.arange(25 * rate) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440.0 * time_axis)
+    audio = np.concatenate([tone, np.zeros(20 * rate), tone, 1e-4 * tone]).astype(np.float32)
+    features = extract_features(audio, detector.config.features)
+    scorer = OnnxDetector(detector)
+    assert len(features) > 2 * scorer.stream_windows * 150  # several blocks
+    blocks = [features[start : start + 1000] for start in range(0, len(features), 1000)]
+    streamed = np.concatenate(list(stream_logits(scorer, blocks)))
+    np.testing.assert_allclose(sigmoid(streamed), detector.probabilities(features), rtol=0,
+                               atol=1e-4)
+
+
 def test_cli_detect_runtime_onnx_writes_the_torch_scores(tmp_path):
     model = save_tiny_model(tmp_path / "model.pt")
     audio = write_wav(tmp_path / "in" / "prog.wav", 12.0)
