@@ -36,6 +36,7 @@ from tqdm import tqdm
 from .audio import AudioError, audio_duration, find_audio
 from .configtools import ConfigError, require
 from .detect import (
+    BLOCK_SECONDS,
     FRAME_FORMATS,
     SEGMENT_FORMATS,
     SEGMENT_SUFFIXES,
@@ -289,7 +290,7 @@ def detect(
     smoothing: Smoothing | None = None,
     segment_format: SegmentFormat = "tsv",
     frame_scores: FrameFormat | None = None,
-    block_seconds: float = 60.0,
+    block_seconds: float = BLOCK_SECONDS,
     jobs: int = 1,
     overwrite: bool = False,
     progress: bool = True,

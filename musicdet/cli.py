@@ -354,8 +354,9 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="drop shorter music segments (1.0)")
     p.add_argument("--min-non-music", "--fill-gaps", type=float, default=1.0,
                    metavar="SECONDS", help="fill shorter no-music gaps between music (1.0)")
-    p.add_argument("--block-seconds", type=float, default=60.0, metavar="SECONDS",
-                   help="audio block length for streaming (60)")
+    p.add_argument("--block-seconds", type=float, default=30.0, metavar="SECONDS",
+                   help="audio block length for streaming (30; longer blocks are a little "
+                        "faster and hold more memory)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="worker processes, one model and one torch thread each (1: this "
                         "process, torch's own thread count)")
