@@ -9,9 +9,10 @@ its peak RSS is its own:
 * reference: the path before issue 14, measured here as the baseline: openSMILE chroma
   (and its import) in the feature worker thread, the BiGRU on one thread in the main thread,
   one batch per 60 s block (the old CLI ran the BiGRU on torch's threads, one per core,
-  beside the worker: slower still on a busy machine, where they spin);
+  beside the worker: slower still on a busy machine, where they spin), 60 s audio blocks;
 * detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
-  torch, and detect-onnx: the same with onnxruntime running the model;
+  torch, and detect-onnx: the same with onnxruntime running the model (what `--runtime auto`
+  picks where the onnx extra is installed);
 * features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
   precomputed features, `scoring_threads` batches at once as in detect (their peak RSS
   holds the whole file's features: 0.2 GB an hour).
@@ -77,7 +78,9 @@ def _child(mode: str, audio_path: str) -> None:
     scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
     config = detector.config.features
     start, cpu_start = time.perf_counter(), time.process_time()
-    if mode in ("reference", "detect", "detect-onnx"):
+    if mode == "reference":
+        detect_file(scorer, audio_path, block_seconds=60.0)
+    elif mode in ("detect", "detect-onnx"):
         detect_file(scorer, audio_path)
     elif mode == "features":
         for _ in stream_features(stream_audio(audio_path), config):

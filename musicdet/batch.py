@@ -45,6 +45,7 @@ from .detect import (
     SegmentFormat,
     Smoothing,
     detect_file,
+    resolve_runtime,
     scorer_for,
     write_frame_scores,
     write_segments,
@@ -295,14 +296,14 @@ def detect(
     overwrite: bool = False,
     progress: bool = True,
     device: str = "cpu",
-    runtime: str = "torch",
+    runtime: str = "auto",
 ) -> Summary:
     """Detect music in every audio file of ``inputs`` and ``list_file`` into ``out_dir``.
 
     See the module's docstring for the output layout, resuming and failures. The model runs
-    on ``device`` (auto | cpu | cuda, see `choose_device`) and is run by ``runtime`` (torch, or
-    onnx: onnxruntime on the CPU, see `scorer_for`). Returns the run's `Summary`,
-    whose lines are also written to ``OUT/detect-summary.txt``.
+    on ``device`` (auto | cpu | cuda, see `choose_device`) and is run by ``runtime`` (torch;
+    onnx: onnxruntime on the CPU; auto: onnx where it can, see `resolve_runtime`). Returns
+    the run's `Summary`, whose lines are also written to ``OUT/detect-summary.txt``.
     """
     require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
             segment_format)
@@ -314,6 +315,7 @@ def detect(
     options = {"out": Path(out_dir), "smoothing": smoothing, "segment_format": segment_format,
                "frame_scores": frame_scores, "block_seconds": block_seconds}
     worker = _make_worker(model, device, runtime, options)  # checks them before any output
+    runtime = resolve_runtime(worker.detector, runtime)  # what the workers and records use
     tasks = plan(inputs, read_list(list_file) if list_file is not None else ())
     settings = run_settings(model, worker.detector, smoothing, runtime)
     todo = pending(tasks, worker.out, settings, overwrite, segment_format, frame_scores)

@@ -367,9 +367,10 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
 
 
 def _runtime_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
-                   help="what runs the model: torch, or onnx (onnxruntime on the CPU; needs "
-                        "the onnx extra)")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="what runs the model: torch, onnx (onnxruntime on the CPU, the same "
+                        "scores within 1e-4, 1.6x faster; needs the onnx extra), or auto "
+                        "(default: onnx on the CPU where the extra is installed, else torch)")
 
 
 def _export_onnx_args(p: argparse.ArgumentParser) -> None:

@@ -28,6 +28,7 @@ from musicdet.detect import (
     drop_short_music,
     fill_gaps,
     median_smooth,
+    scorer_for,
     stream_features,
     stream_logits,
     to_segments,
@@ -277,7 +278,7 @@ def test_cli_detect_writes_segments_and_frame_scores(tmp_path: Path, model_file:
     probs = np.array([float(r["music_prob"]) for r in rows])
     np.testing.assert_allclose(times, np.arange(len(rows)) * 0.01, atol=1e-9)  # frame centres
     assert len(rows) == 1 + len(load_audio(audio)) // 160
-    expected = detect_file(load_model(model_file), audio).probabilities
+    expected = detect_file(scorer_for(load_model(model_file), "auto"), audio).probabilities
     np.testing.assert_allclose(probs, expected, atol=1e-6)
     np.testing.assert_allclose(np.load(out / "prog.frames.npy"), expected, atol=1e-6)
     segments = json.loads((out / "prog.segments.json").read_text())["segments"]

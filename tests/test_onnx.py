@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import sys
 
 import numpy as np
@@ -12,7 +14,7 @@ from test_detect import save_tiny_model, tiny_detector, write_wav
 from musicdet.batch import detect
 from musicdet.cli import main
 from musicdet.configtools import ConfigError
-from musicdet.detect import scorer_for
+from musicdet.detect import resolve_runtime, scorer_for
 from musicdet.modelfile import load_model
 from musicdet.onnx import OPSET, OnnxDetector
 
@@ -99,7 +101,8 @@ def test_cli_detect_runtime_onnx_writes_the_torch_scores(tmp_path):
 
 def test_unknown_runtime_and_onnx_off_the_cpu_are_refused(tmp_path):
     detector = tiny_detector()
-    with pytest.raises(ConfigError, match=r"^runtime: expected one of torch, onnx, got 'tvm'"):
+    with pytest.raises(ConfigError,
+                       match=r"^runtime: expected one of auto, torch, onnx, got 'tvm'"):
         detect(detector, [write_wav(tmp_path / "a.wav", 1.0)], tmp_path / "out",
                runtime="tvm", progress=False)
     detector.model.to("meta")
@@ -114,3 +117,21 @@ def test_a_missing_onnx_package_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert capsys.readouterr().err == ("musicdet: error: onnx: exporting to ONNX needs the onnx "
                                        "package; install it with pip install 'musicdet[onnx]'\n")
     assert not out.exists()
+
+
+def test_auto_runtime_is_onnx_on_the_cpu_where_installed_and_recorded_as_such(
+        tmp_path, monkeypatch):
+    detector = tiny_detector()
+    assert resolve_runtime(detector, "auto") == "onnx"
+    assert isinstance(scorer_for(detector, "auto"), OnnxDetector)
+    assert resolve_runtime(detector, "torch") == "torch"
+    detect(detector, [write_wav(tmp_path / "a.wav", 2.0)], tmp_path / "out", progress=False)
+    assert json.loads((tmp_path / "out" / "detect-run.json").read_text())["runtime"] == "onnx"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real_find_spec(name))
+    assert resolve_runtime(detector, "auto") == "torch"
+    assert scorer_for(detector, "auto") is detector
+    monkeypatch.undo()
+    detector.model.to("meta")
+    assert resolve_runtime(detector, "auto") == "torch"
