@@ -9,7 +9,7 @@ its peak RSS is its own:
 * reference: the path before issue 14, measured here as the baseline: openSMILE chroma
   (and its import) in the feature worker thread, the BiGRU on one thread in the main thread,
   one batch per 60 s block (the old CLI ran the BiGRU on torch's threads, one per core,
-  beside the worker: slower still on a busy machine, where they spin), 60 s audio blocks;
+  beside the worker: slower still on a busy machine, where they spin);
 * detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
   torch, and detect-onnx: the same with onnxruntime running the model (what `--runtime auto`
   picks where the onnx extra is installed);
