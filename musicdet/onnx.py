@@ -17,7 +17,9 @@ import contextlib
 import ctypes
 import gc
 import io
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ from torch import nn
 from .configtools import ConfigError
 from .fsutil import atomic_path
 from .modelfile import Detector
-from .sequences import blend_windows
+from .sequences import blend_windows, scoring_threads
 
 OPSET = 17
 """ONNX opset of the exported graph (onnxruntime ≥ 1.13 runs it; GRU is opset 14's)."""
@@ -97,8 +99,19 @@ class OnnxDetector:
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         self.detector = detector
         self.config = detector.config
-        self.session = ort.InferenceSession(onnx_bytes(detector), options,
-                                            providers=["CPUExecutionProvider"])
+        # onnxruntime sets the flush-to-zero flags of the thread that creates a session, so
+        # each of this detector's own threads creates and runs its own: they score without
+        # denormals while the caller's floats keep IEEE subnormals (numpy, hypothesis, ...)
+        model, local = onnx_bytes(detector), threading.local()
+
+        def start_thread() -> None:
+            local.session = ort.InferenceSession(model, options,
+                                                 providers=["CPUExecutionProvider"])
+
+        self._local = local
+        self._threads = ThreadPoolExecutor(scoring_threads(), thread_name_prefix="musicdet-ort",
+                                           initializer=start_thread)
+        self._threads.submit(lambda: None).result()  # the first session, errors raised here
         _release_freed_memory()
 
     @property
@@ -107,7 +120,9 @@ class OnnxDetector:
 
     def score(self, batch: np.ndarray) -> np.ndarray:
         """Logits (B, L) of raw feature windows (B, L, D)."""
-        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch, np.float32)})[0]
+        inputs = {INPUT: np.ascontiguousarray(batch, np.float32)}
+        return self._threads.submit(lambda: self._local.session.run([OUTPUT], inputs)
+                                    ).result()[0]
 
     def logits(self, features: np.ndarray, batch_windows: int = 64, workers: int = 1
                ) -> np.ndarray:

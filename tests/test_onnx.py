@@ -135,3 +135,15 @@ def test_auto_runtime_is_onnx_on_the_cpu_where_installed_and_recorded_as_such(
     monkeypatch.undo()
     detector.model.to("meta")
     assert resolve_runtime(detector, "auto") == "torch"
+
+
+def test_the_callers_floats_keep_subnormals_after_onnx_scoring():
+    """onnxruntime flushes denormals in the threads that create and run its session; those
+    are the detector's own, never the caller's."""
+    def subnormals_survive() -> bool:
+        return bool(np.float64(5e-324) * np.float64(1.0) != 0)
+
+    assert subnormals_survive()
+    scorer = OnnxDetector(tiny_detector())
+    scorer.logits(raw_features(700), batch_windows=2, workers=1)
+    assert subnormals_survive()
