@@ -369,7 +369,7 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
 def _runtime_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
                    help="what runs the model: torch, onnx (onnxruntime on the CPU, the same "
-                        "scores within 1e-4, 1.6x faster; needs the onnx extra), or auto "
+                        "scores within 1e-4, faster; needs the onnx extra), or auto "
                         "(default: onnx on the CPU where the extra is installed, else torch)")
 
 

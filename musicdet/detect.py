@@ -287,7 +287,8 @@ class Scorer(Protocol):
 RUNTIMES = ("auto", "torch", "onnx")
 BLOCK_SECONDS = 30.0
 """Audio block length when streaming a file (s). 30 s against 60 s: peak RSS 30 MB lower
-(1 h and 4 h, `--runtime onnx`: 455 against 484 MB, 489 against 519 MB), ~10 % slower."""
+(1 h and 4 h, `--runtime onnx`: 455 against 484 MB, 489 against 519 MB, measured before the
+flush-to-zero flags were confined to the scoring threads), ~10 % slower."""
 BATCH_WINDOWS = 40
 """Window hops of new frames per streamed block with torch (60 s at the default 300-frame
 windows), scored as `scoring_threads` batches at once. Larger blocks were no faster on 2
@@ -297,15 +298,18 @@ own with a ``stream_windows`` attribute (`onnx.OnnxDetector`: 16)."""
 
 def resolve_runtime(detector: Detector, runtime: str) -> str:
     """``runtime`` itself, or for "auto": onnx where the model is on the CPU and the onnx
-    extra is installed (the same frame scores within 1e-4, 1.6× faster: bench/detect.py),
-    else torch."""
+    extra is installed (the same frame scores within 1e-4, faster: bench/detect.py), else
+    torch."""
     if runtime not in RUNTIMES:
         raise ConfigError("runtime", f"expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime != "auto":
         return runtime
-    on_cpu = next(detector.model.parameters()).device.type == "cpu"
     installed = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
-    return "onnx" if on_cpu and installed else "torch"
+    return "onnx" if _on_cpu(detector) and installed else "torch"
+
+
+def _on_cpu(detector: Detector) -> bool:
+    return next(detector.model.parameters()).device.type == "cpu"
 
 
 def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
@@ -313,7 +317,7 @@ def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
     `resolve_runtime` ``runtime``."""
     if resolve_runtime(detector, runtime) == "torch":
         return detector
-    if next(detector.model.parameters()).device.type != "cpu":
+    if not _on_cpu(detector):
         raise ConfigError("runtime", "onnx runs on the CPU; expected --device cpu with "
                                      "--runtime onnx")
     from .onnx import OnnxDetector
@@ -327,8 +331,8 @@ def stream_logits(
 
     Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
     about ``block_frames`` (default: the scorer's ``stream_windows`` or `BATCH_WINDOWS` window
-    hops) + 2 windows of features at
-    a time and scores each block's windows in `scoring_threads` batches at once.
+    hops) + 2 windows of features at a time and scores each block's windows in
+    `scoring_threads` batches at once.
     """
     window = detector.config.training.sequence_frames
     hop = window // 2

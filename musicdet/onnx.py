@@ -85,8 +85,9 @@ class OnnxDetector:
 
     stream_windows = 16
     """Window hops per streamed block (`detect.stream_logits`): onnxruntime's GRU holds ~3 MB
-    per window in flight; 16 against torch's 40 kept detect's peak RSS under 500 MB at the
-    same speed (1 h, 2 cores: 811× at 16, 827× at 20, 769× at 40 and 665× at 12)."""
+    per window in flight; 16 against torch's 40 kept detect's peak RSS under 500 MB at about
+    the same speed (1 h, 2 cores, measured before the flush-to-zero flags were confined to
+    the scoring threads: 811× at 16, 827× at 20, 769× at 40 and 665× at 12)."""
 
     def __init__(self, detector: Detector, threads: int = 1) -> None:
         ort = _require("onnxruntime", "--runtime onnx")
@@ -95,7 +96,7 @@ class OnnxDetector:
         options.inter_op_num_threads = 1
         # denormals flushed to zero: the GRU's decaying states reach them on steady input
         # (tones, silence) and each costs ~100 cycles; the benchmark's logits came out
-        # identical, detect ran 1.6× faster (bench/detect.py; tests/test_onnx.py: ≤ 1e-4)
+        # identical (tests/test_onnx.py: ≤ 1e-4 of torch)
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         self.detector = detector
         self.config = detector.config
