@@ -23,6 +23,7 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar, get_args
@@ -38,7 +39,7 @@ from .datasets import MUSIC, NO_MUSIC
 from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, save_npy, write_text
 from .modelfile import Detector
-from .sequences import scoring_threads, sigmoid
+from .sequences import scoring_pool, scoring_threads, sigmoid
 
 SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
 FrameFormat = Literal["csv", "npy"]
@@ -280,8 +281,8 @@ class Scorer(Protocol):
     @property
     def threshold(self) -> float: ...
 
-    def logits(self, features: np.ndarray, batch_windows: int = ..., workers: int = ...
-               ) -> np.ndarray: ...
+    def logits(self, features: np.ndarray, batch_windows: int = ...,
+               pool: Executor | None = ...) -> np.ndarray: ...
 
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -332,35 +333,34 @@ def stream_logits(
     Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
     about ``block_frames`` (default: the scorer's ``stream_windows`` or `BATCH_WINDOWS` window
     hops) + 2 windows of features at a time and scores each block's windows in
-    `scoring_threads` batches at once.
+    `scoring_threads` batches at once, in a `scoring_pool`.
     """
     window = detector.config.training.sequence_frames
     hop = window // 2
     if block_frames is None:
         block_frames = getattr(detector, "stream_windows", BATCH_WINDOWS) * hop
     block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
-    workers = scoring_threads()
-    batch = math.ceil((block_frames // hop + 2) / workers)  # the block's windows, split
+    batch = math.ceil((block_frames // hop + 2) / scoring_threads())  # the block's windows
 
-    def logits(features: np.ndarray) -> np.ndarray:
-        return detector.logits(features, batch_windows=batch, workers=workers)
-
-    buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
-    buffer_start = 0  # frame index of buffer[0]
-    done = 0  # frames whose logits were yielded
-    for features in feature_blocks:
-        buffer = np.concatenate((buffer, features))
-        while buffer_start + len(buffer) >= done + block_frames + window:
-            first, last = context_range(done, done + block_frames, window, None)
-            block_logits = logits(buffer[first - buffer_start : last - buffer_start])
-            yield block_logits[done - first : done - first + block_frames]
-            done += block_frames
-            keep = context_range(done, done + 1, window, None)[0]
-            buffer, buffer_start = buffer[keep - buffer_start :], keep
-    n_frames = buffer_start + len(buffer)
-    if done < n_frames:
-        first, last = context_range(done, n_frames, window, n_frames)
-        yield logits(buffer[first - buffer_start : last - buffer_start])[done - first :]
+    with scoring_pool() as pool:
+        buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
+        buffer_start = 0  # frame index of buffer[0]
+        done = 0  # frames whose logits were yielded
+        for features in feature_blocks:
+            buffer = np.concatenate((buffer, features))
+            while buffer_start + len(buffer) >= done + block_frames + window:
+                first, last = context_range(done, done + block_frames, window, None)
+                block = buffer[first - buffer_start : last - buffer_start]
+                yield detector.logits(block, batch, pool)[done - first : done - first
+                                                          + block_frames]
+                done += block_frames
+                keep = context_range(done, done + 1, window, None)[0]
+                buffer, buffer_start = buffer[keep - buffer_start :], keep
+        n_frames = buffer_start + len(buffer)
+        if done < n_frames:
+            first, last = context_range(done, n_frames, window, n_frames)
+            block = buffer[first - buffer_start : last - buffer_start]
+            yield detector.logits(block, batch, pool)[done - first :]
 
 
 def stream_probabilities(

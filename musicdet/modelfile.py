@@ -17,6 +17,7 @@ import pickle
 import platform
 import re
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -187,14 +188,14 @@ class Detector:
         """Music probability (T,) for one file's raw features (T, 140)."""
         return sigmoid(self.logits(features))
 
-    def logits(self, features: np.ndarray, batch_windows: int = 64, workers: int = 1
-               ) -> np.ndarray:
+    def logits(self, features: np.ndarray, batch_windows: int = 64,
+               pool: Executor | None = None) -> np.ndarray:
         """Frame logits (T,) for one file's raw features (T, 140), ``batch_windows`` windows
-        through the model at a time, ``workers`` batches at once (`blend_windows`)."""
+        through the model at a time, in ``pool``'s threads if given (`blend_windows`)."""
         window = self.config.training.sequence_frames
         device = next(self.model.parameters()).device
         return frame_logits(self.model, self.normalizer.apply(features), window, device,
-                            batch_windows, workers)
+                            batch_windows, pool)
 
 
 def _describe_data(data: DataConfig) -> str:

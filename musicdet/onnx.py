@@ -17,9 +17,8 @@ import contextlib
 import ctypes
 import gc
 import io
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from torch import nn
 from .configtools import ConfigError
 from .fsutil import atomic_path
 from .modelfile import Detector
-from .sequences import blend_windows, scoring_threads
+from .sequences import blend_windows
 
 OPSET = 17
 """ONNX opset of the exported graph (onnxruntime ≥ 1.13 runs it; GRU is opset 14's)."""
@@ -80,39 +79,28 @@ class OnnxDetector:
     """Scores raw features like `Detector.logits`, with the model run by onnxruntime (CPU).
 
     ``threads``: onnxruntime's intra-op threads per batch (streaming runs `scoring_threads`
-    batches at once instead).
+    single-threaded batches at once instead). One session serves every thread; each batch
+    runs on its caller's thread, so it flushes denormals where the caller does
+    (`sequences.scoring_pool`) and nowhere else.
     """
 
     stream_windows = 16
     """Window hops per streamed block (`detect.stream_logits`): onnxruntime's GRU holds ~3 MB
     per window in flight; 16 against torch's 40 kept detect's peak RSS under 500 MB at about
-    the same speed (1 h, 2 cores, measured before the flush-to-zero flags were confined to
-    the scoring threads: 811× at 16, 827× at 20, 769× at 40 and 665× at 12)."""
+    the same speed (1 h, 2 cores, measured while the flush-to-zero flags leaked out of the
+    scoring threads: 811× at 16, 827× at 20, 769× at 40 and 665× at 12)."""
 
     def __init__(self, detector: Detector, threads: int = 1) -> None:
         ort = _require("onnxruntime", "--runtime onnx")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # denormals flushed to zero: the GRU's decaying states reach them on steady input
-        # (tones, silence) and each costs ~100 cycles; the benchmark's logits came out
-        # identical (tests/test_onnx.py: ≤ 1e-4 of torch)
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
+        # not "session.set_denormal_as_zero": it sets the flags of the thread that creates
+        # the session, and every thread that one starts later inherits them
         self.detector = detector
         self.config = detector.config
-        # onnxruntime sets the flush-to-zero flags of the thread that creates a session, so
-        # each of this detector's own threads creates and runs its own: they score without
-        # denormals while the caller's floats keep IEEE subnormals (numpy, hypothesis, ...)
-        model, local = onnx_bytes(detector), threading.local()
-
-        def start_thread() -> None:
-            local.session = ort.InferenceSession(model, options,
-                                                 providers=["CPUExecutionProvider"])
-
-        self._local = local
-        self._threads = ThreadPoolExecutor(scoring_threads(), thread_name_prefix="musicdet-ort",
-                                           initializer=start_thread)
-        self._threads.submit(lambda: None).result()  # the first session, errors raised here
+        self.session = ort.InferenceSession(onnx_bytes(detector), options,
+                                            providers=["CPUExecutionProvider"])
         _release_freed_memory()
 
     @property
@@ -121,15 +109,13 @@ class OnnxDetector:
 
     def score(self, batch: np.ndarray) -> np.ndarray:
         """Logits (B, L) of raw feature windows (B, L, D)."""
-        inputs = {INPUT: np.ascontiguousarray(batch, np.float32)}
-        return self._threads.submit(lambda: self._local.session.run([OUTPUT], inputs)
-                                    ).result()[0]
+        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch, np.float32)})[0]
 
-    def logits(self, features: np.ndarray, batch_windows: int = 64, workers: int = 1
-               ) -> np.ndarray:
+    def logits(self, features: np.ndarray, batch_windows: int = 64,
+               pool: Executor | None = None) -> np.ndarray:
         """Frame logits (T,) of one file's raw features (T, D), as `Detector.logits`."""
         return blend_windows(self.score, features, self.config.training.sequence_frames,
-                             batch_windows, workers)
+                             batch_windows, pool)
 
 
 def _release_freed_memory() -> None:

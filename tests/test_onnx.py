@@ -14,9 +14,10 @@ from test_detect import save_tiny_model, tiny_detector, write_wav
 from musicdet.batch import detect
 from musicdet.cli import main
 from musicdet.configtools import ConfigError
-from musicdet.detect import resolve_runtime, scorer_for
+from musicdet.detect import resolve_runtime, scorer_for, stream_logits
 from musicdet.modelfile import load_model
 from musicdet.onnx import OPSET, OnnxDetector
+from musicdet.sequences import scoring_pool, sigmoid
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -66,11 +67,9 @@ def test_default_model_on_onnx_equals_torch():
 
 def test_streamed_onnx_on_steady_audio_equals_torch_on_the_whole_file():
     """Steady tones and silence drive the GRU's states into denormals, which the onnxruntime
-    session flushes to zero; streamed in its own blocks (`stream_windows`), the shipped model
-    still gives torch's whole-file frame scores."""
-    from musicdet.detect import stream_logits
+    scoring threads flush to zero; streamed in its own blocks (`stream_windows`), the shipped
+    model still gives torch's whole-file frame scores."""
     from musicdet.features import extract_features
-    from musicdet.sequences import sigmoid
     from musicdet.shipped import DEFAULT_MODEL
 
     detector = load_model(DEFAULT_MODEL)
@@ -137,13 +136,20 @@ def test_auto_runtime_is_onnx_on_the_cpu_where_installed_and_recorded_as_such(
     assert resolve_runtime(detector, "auto") == "torch"
 
 
-def test_the_callers_floats_keep_subnormals_after_onnx_scoring():
-    """onnxruntime flushes denormals in the threads that create and run its session; those
-    are the detector's own, never the caller's."""
-    def subnormals_survive() -> bool:
-        return bool(np.float64(5e-324) * np.float64(1.0) != 0)
+def subnormals_survive() -> bool:
+    return bool(np.float64(5e-324) * np.float64(1.0) != 0)
 
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_only_the_scoring_threads_flush_denormals(runtime: str):
+    """Streamed scoring flushes denormals in its `scoring_pool` threads, never in the caller's
+    (numpy, hypothesis and the rest of the process keep IEEE subnormals)."""
+    detector = tiny_detector()
+    scorer = scorer_for(detector, runtime)
     assert subnormals_survive()
-    scorer = OnnxDetector(tiny_detector())
-    scorer.logits(raw_features(700), batch_windows=2, workers=1)
+    features = raw_features(700)
+    streamed = np.concatenate(list(stream_logits(scorer, [features[:350], features[350:]])))
+    np.testing.assert_allclose(streamed, detector.logits(features), rtol=0, atol=1e-4)
     assert subnormals_survive()
+    with scoring_pool(1) as pool:
+        assert not pool.submit(subnormals_survive).result()
