@@ -18,6 +18,7 @@ spawned worker processes, each loading the model once and running torch on one t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -45,9 +47,9 @@ from .detect import (
     SegmentFormat,
     Smoothing,
     detect_file,
+    frame_score_writer,
     resolve_runtime,
     scorer_for,
-    write_frame_scores,
     write_segments,
 )
 from .devices import choose_device
@@ -245,19 +247,25 @@ class Worker:
                  ) -> float | str:
         outputs = self.task_outputs(task)
         remove_stale_temporaries(outputs)
+        # frame scores are written as they come, so a long file's memory stays flat
+        frames = (contextlib.nullcontext(_discard) if self.frame_scores is None else
+                  frame_score_writer(outputs[1], self.frame_scores,
+                                     self.detector.config.features.hop_seconds))
         try:
-            result = detect_file(self.scorer, task.source, self.smoothing,
-                                 self.block_seconds, on_audio)
+            with frames as write:
+                result = detect_file(self.scorer, task.source, self.smoothing,
+                                     self.block_seconds, on_audio, write)
         except AudioError as error:
             return str(error)
         write_segments(outputs[0], result.segments, self.segment_format, task.stem[-1])
-        if self.frame_scores is not None:
-            write_frame_scores(outputs[1], result.probabilities, self.frame_scores,
-                               self.detector.config.features.hop_seconds)
         return result.duration
 
     def task_outputs(self, task: Task) -> list[Path]:
         return task.outputs(self.out, self.segment_format, self.frame_scores)
+
+
+def _discard(probabilities: np.ndarray) -> None:
+    """Frame probabilities nobody asked for."""
 
 
 _WORKER: Worker | None = None  # a worker process's own Worker

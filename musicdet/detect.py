@@ -9,15 +9,18 @@ Streaming is exact: features are computed on audio blocks with half a window of 
 the scorer blends windows on the same global grid as `Detector.probabilities` on the whole
 file (starts at multiples of ``window // 2``, the last aligned to the end), so every frame
 sees the same windows and gets the same score up to float rounding. Memory holds one audio
-block, one block of features and the probabilities (8 bytes per frame: 2.9 MB an hour at the
-default 10 ms hop). Every time written (segments, the ``time`` column) is on the model's own
-frame grid, frame t centred at t · `FeatureConfig.hop_seconds`.
+block, one block of features and, per frame, the decisions' 1–2 bytes (`Decider`: 0.4–0.7
+MB an hour at the default 10 ms hop) and, unless they are handed on as they come
+(``on_probabilities``, e.g. `frame_score_writer`), the probabilities' 8. Every time
+written (segments, the ``time`` column) is on the model's own frame grid, frame t centred at
+t · `FeatureConfig.hop_seconds`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import math
 import queue
@@ -37,7 +40,7 @@ from .config import RunConfig
 from .configtools import ConfigError, require
 from .datasets import MUSIC, NO_MUSIC
 from .features import FeatureConfig, MelScaler, frame_features
-from .fsutil import atomic_open, save_npy, write_text
+from .fsutil import atomic_open, write_text
 from .modelfile import Detector
 from .sequences import scoring_pool, scoring_threads, sigmoid
 
@@ -92,15 +95,14 @@ def median_smooth(probabilities: np.ndarray, frames: int) -> np.ndarray:
 def binarize(
     probabilities: np.ndarray, threshold: float, low_threshold: float | None = None
 ) -> np.ndarray:
-    """Music where p >= ``threshold``; with ``low_threshold``, hysteresis.
-
-    Hysteresis keeps every region where p >= ``low_threshold`` that holds at least one frame
-    with p >= ``threshold`` (symmetric in time, like skimage's apply_hysteresis_threshold).
-    """
+    """Music where p >= ``threshold``; with ``low_threshold``, `hysteresis`."""
     high = probabilities >= threshold
-    if low_threshold is None:
-        return high
-    low = probabilities >= low_threshold
+    return high if low_threshold is None else hysteresis(high, probabilities >= low_threshold)
+
+
+def hysteresis(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Every run of ``low`` frames that holds at least one ``high`` frame (symmetric in time,
+    like skimage's apply_hysteresis_threshold)."""
     region = np.cumsum(np.diff(low.astype(np.int8), prepend=0) == 1)  # id of each low run
     kept = np.zeros(region[-1] + 1 if len(region) else 1, dtype=bool)
     kept[region[high & low]] = True
@@ -141,17 +143,66 @@ def decide(
 ) -> np.ndarray:
     """Music decisions (T,) bool from probabilities (T,) of frames ``hop_seconds`` apart after
     every `Smoothing` step."""
-    def frames(seconds: float) -> int:
-        return seconds_to_frames(seconds, hop_seconds)
+    decider = Decider(smoothing, default_threshold, hop_seconds)
+    decider.push(probabilities)
+    return decider.decisions()
 
-    threshold = default_threshold if smoothing.threshold is None else smoothing.threshold
-    if smoothing.low_threshold is not None and smoothing.low_threshold > threshold:
-        raise ValueError(f"low_threshold: `low_threshold <= threshold` must hold, but got "
-                         f"({smoothing.low_threshold}, {threshold})")
-    smoothed = median_smooth(probabilities, frames(smoothing.median_seconds))
-    decisions = binarize(smoothed, threshold, smoothing.low_threshold)
-    decisions = fill_gaps(decisions, frames(smoothing.min_non_music))
-    return drop_short_music(decisions, frames(smoothing.min_music))
+
+class Decider:
+    """`decide` on a file's probabilities as they arrive, block by block.
+
+    Holds the median filter's context of probabilities (``median_seconds``) and, per frame,
+    whether it passed the threshold (and the low threshold): 1 or 2 bytes a frame, where
+    the probabilities take 8. The decisions equal `decide` of the whole file.
+    """
+
+    def __init__(self, smoothing: Smoothing, default_threshold: float, hop_seconds: float
+                 ) -> None:
+        self.threshold = default_threshold if smoothing.threshold is None else smoothing.threshold
+        self.low_threshold = smoothing.low_threshold
+        if self.low_threshold is not None and self.low_threshold > self.threshold:
+            raise ValueError(f"low_threshold: `low_threshold <= threshold` must hold, but got "
+                             f"({self.low_threshold}, {self.threshold})")
+        self.median_frames = seconds_to_frames(smoothing.median_seconds, hop_seconds)
+        self.radius = (self.median_frames | 1) // 2 if self.median_frames > 1 else 0
+        self.min_non_music = seconds_to_frames(smoothing.min_non_music, hop_seconds)
+        self.min_music = seconds_to_frames(smoothing.min_music, hop_seconds)
+        self._pending = np.zeros(0)  # probabilities from frame _pending_start on
+        self._pending_start = 0
+        self._done = 0  # frames thresholded so far
+        self._high: list[np.ndarray] = []
+        self._low: list[np.ndarray] = []
+
+    def push(self, probabilities: np.ndarray) -> None:
+        """Add the file's next frame probabilities."""
+        self._pending = np.concatenate((self._pending, probabilities))
+        self._threshold(final=False)
+
+    def decisions(self) -> np.ndarray:
+        """Music decisions (T,) bool of every frame pushed; call once, at the file's end."""
+        self._threshold(final=True)
+        high = np.concatenate(self._high) if self._high else np.zeros(0, dtype=bool)
+        decisions = high if self.low_threshold is None else hysteresis(
+            high, np.concatenate(self._low))
+        decisions = fill_gaps(decisions, self.min_non_music)
+        return drop_short_music(decisions, self.min_music)
+
+    def _threshold(self, final: bool) -> None:
+        """Median-filter and threshold the frames whose filter window has arrived (all of
+        them when ``final``: the filter repeats the file's last value, as at its start)."""
+        end = self._pending_start + len(self._pending)
+        stop = end if final else end - self.radius
+        if stop <= self._done:
+            return
+        smoothed = median_smooth(self._pending, self.median_frames)
+        smoothed = smoothed[self._done - self._pending_start : stop - self._pending_start]
+        self._high.append(smoothed >= self.threshold)
+        if self.low_threshold is not None:
+            self._low.append(smoothed >= self.low_threshold)
+        self._done = stop
+        keep = max(0, stop - self.radius)  # the next frames' filter windows start here
+        self._pending = self._pending[keep - self._pending_start :]
+        self._pending_start = keep
 
 
 @dataclass(frozen=True)
@@ -206,13 +257,45 @@ def write_segments(
 def write_frame_scores(path: Path, probabilities: np.ndarray, fmt: FrameFormat,
                        hop_seconds: float) -> None:
     """Frame probabilities as npy (float64, exact) or csv ``time,music_prob`` (frame centres)."""
-    if fmt == "npy":
-        save_npy(path, probabilities.astype(np.float64))
-        return
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write("time,music_prob\n")
-        for index, value in enumerate(probabilities.tolist()):
-            handle.write(f"{round(index * hop_seconds, 6)},{value}\n")
+    with frame_score_writer(path, fmt, hop_seconds) as write:
+        write(probabilities)
+
+
+@contextlib.contextmanager
+def frame_score_writer(path: Path, fmt: FrameFormat, hop_seconds: float
+                       ) -> Iterator[Callable[[np.ndarray], None]]:
+    """A function that appends a file's next frame probabilities to ``path``, so a long file
+    is written as it is scored; the result is `write_frame_scores` of them all, and appears
+    under ``path`` only when the block succeeds."""
+    with atomic_open(path, "wb") as handle:
+        written = 0
+        header = _npy_header(0) if fmt == "npy" else b"time,music_prob\n"
+        handle.write(header)
+
+        def write(probabilities: np.ndarray) -> None:
+            nonlocal written
+            if fmt == "npy":
+                handle.write(np.asarray(probabilities, dtype="<f8").tobytes())
+            else:
+                handle.write("".join(f"{round((written + i) * hop_seconds, 6)},{value}\n"
+                                     for i, value in enumerate(probabilities.tolist())).encode())
+            written += len(probabilities)
+
+        yield write
+        if fmt == "npy":  # the frame count, in a header of the same length
+            handle.seek(0)
+            handle.write(_npy_header(written, len(header)))
+
+
+def _npy_header(frames: int, length: int | None = None) -> bytes:
+    """The .npy header of ``frames`` float64 values (numpy pads it to the same length for any
+    count up to 21 digits; checked against ``length``)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (frames,)})
+    header = buffer.getvalue()
+    assert length is None or len(header) == length, "the .npy header changed length"
+    return header
 
 
 def _seconds(value: float) -> str:
@@ -390,10 +473,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
 
 @dataclass
 class Detection:
-    """One file's result: probabilities and decisions per frame, segments, duration (s)."""
+    """One file's result: probabilities (unless they were handed on, `detect_file`) and
+    decisions per frame, segments, duration (s)."""
 
     path: Path
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
     decisions: np.ndarray
     segments: list[Segment]
     duration: float
@@ -405,9 +489,14 @@ def detect_file(
     smoothing: Smoothing | None = None,
     block_seconds: float = BLOCK_SECONDS,
     on_audio: Callable[[float], object] | None = None,
+    on_probabilities: Callable[[np.ndarray], object] | None = None,
 ) -> Detection:
     """Stream ``path`` through ``detector`` (a `Detector` or `scorer_for` one) and smooth;
-    ``on_audio(seconds)`` per audio block of ``block_seconds``."""
+    ``on_audio(seconds)`` per audio block of ``block_seconds``.
+
+    With ``on_probabilities`` the frame probabilities go to it block by block and are not
+    kept (`Detection.probabilities` is None): memory then holds 1–2 bytes a frame (`Decider`).
+    """
     smoothing = smoothing or Smoothing()
     config = detector.config.features
     samples = 0
@@ -420,12 +509,20 @@ def detect_file(
                 on_audio(len(block) / config.sample_rate)
             yield block
 
-    audio = counted(stream_audio(path, block_seconds))
-    probabilities = np.concatenate(list(stream_probabilities(detector, audio)))
-    decisions = decide(probabilities, smoothing, detector.threshold, config.hop_seconds)
+    decider = Decider(smoothing, detector.threshold, config.hop_seconds)
+    kept = []
+    for probabilities in stream_probabilities(detector, counted(stream_audio(path,
+                                                                             block_seconds))):
+        decider.push(probabilities)
+        if on_probabilities is None:
+            kept.append(probabilities)
+        else:
+            on_probabilities(probabilities)
+    decisions = decider.decisions()
     duration = samples / config.sample_rate
     segments = to_segments(decisions, config.hop_seconds, duration)
-    return Detection(Path(path), probabilities, decisions, segments, duration)
+    return Detection(Path(path), np.concatenate(kept) if on_probabilities is None else None,
+                     decisions, segments, duration)
 
 
 def _with_last(items: Iterable[T]) -> Iterator[tuple[T, bool]]:

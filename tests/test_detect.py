@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from musicdet.audio import load_audio
 from musicdet.batch import detect
@@ -19,6 +21,7 @@ from musicdet.configtools import ConfigError
 from musicdet.datasets import LabelledAudio, frame_labels
 from musicdet.detect import (
     BATCH_WINDOWS,
+    Decider,
     Segment,
     Smoothing,
     binarize,
@@ -27,11 +30,13 @@ from musicdet.detect import (
     detect_file,
     drop_short_music,
     fill_gaps,
+    frame_score_writer,
     median_smooth,
     scorer_for,
     stream_features,
     stream_logits,
     to_segments,
+    write_frame_scores,
     write_segments,
 )
 from musicdet.features import (
@@ -202,6 +207,51 @@ def test_decide_fills_gaps_before_dropping_short_music() -> None:
     # the 2-frame gap is filled first, so the joined 12-frame run outlives min_music
     assert decide(p, smoothing, 0.5, 0.01).sum() == 12
     assert decide(p, Smoothing(median_seconds=0, threshold=0.95, min_music=0), 0.5, 0.01).sum() == 0
+
+
+@given(seed=st.integers(0, 2**32 - 1), median_seconds=st.sampled_from([0.0, 0.02, 0.05, 0.5]),
+       low_threshold=st.sampled_from([None, 0.3]), cuts=st.lists(st.integers(0, 400),
+                                                                 max_size=6))
+@settings(max_examples=60, deadline=None)
+def test_decisions_on_streamed_blocks_equal_every_step_on_the_whole_file(
+        seed: int, median_seconds: float, low_threshold: float | None, cuts: list[int]) -> None:
+    """`Decider` fed a file's probabilities in blocks cut anywhere (empty ones too) gives the
+    decisions of each smoothing step applied to the whole file in turn."""
+    rng = np.random.default_rng(seed)
+    levels = rng.choice([0.1, 0.4, 0.8], size=rng.integers(1, 40))
+    p = np.repeat(levels, rng.integers(1, 20, len(levels)))  # steps of 1-19 frames, noisy
+    p = np.clip(p + rng.normal(0, 0.15, len(p)), 0, 1)
+    smoothing = Smoothing(median_seconds=median_seconds, threshold=0.6,
+                          low_threshold=low_threshold, min_music=0.04, min_non_music=0.03)
+    expected = median_smooth(p, round(median_seconds / 0.01))
+    expected = binarize(expected, 0.6, low_threshold)
+    expected = drop_short_music(fill_gaps(expected, 3), 4)
+    decider = Decider(smoothing, 0.5, 0.01)
+    edges = sorted(min(c, len(p)) for c in cuts)
+    for start, stop in zip([0, *edges], [*edges, len(p)], strict=True):
+        decider.push(p[start:stop])
+    np.testing.assert_array_equal(decider.decisions(), expected)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "csv"])
+def test_frame_scores_written_block_by_block_equal_one_write(tmp_path: Path, fmt: str) -> None:
+    p = np.random.default_rng(0).uniform(size=1234)
+    write_frame_scores(tmp_path / f"whole.{fmt}", p, fmt, 0.01)
+    with frame_score_writer(tmp_path / f"blocks.{fmt}", fmt, 0.01) as write:
+        for start in range(0, len(p), 500):
+            write(p[start : start + 500])
+    assert (tmp_path / f"blocks.{fmt}").read_bytes() == (tmp_path / f"whole.{fmt}").read_bytes()
+    if fmt == "npy":
+        np.testing.assert_array_equal(np.load(tmp_path / "blocks.npy"), p)
+    else:
+        assert (tmp_path / "whole.csv").read_text().splitlines()[2] == f"0.01,{float(p[1])!r}"
+
+
+def test_frame_score_writer_leaves_nothing_when_the_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), frame_score_writer(tmp_path / "a.npy", "npy", 0.01) as write:
+        write(np.ones(10))
+        raise RuntimeError("decoding failed half-way")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_smoothing_rejects_low_threshold_above_threshold() -> None:
