@@ -55,6 +55,7 @@ from .detect import (
 from .devices import choose_device
 from .fsutil import write_text
 from .modelfile import Detector, load_model
+from .sequences import ScoringGrid
 
 RUN_FILE = "detect-run.json"
 SUMMARY_FILE = "detect-summary.txt"
@@ -178,9 +179,9 @@ def _absolute(path: Path) -> Path:
 
 
 def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Smoothing,
-                 runtime: str = "torch") -> dict:
+                 runtime: str = "torch", grid: ScoringGrid | None = None) -> dict:
     """What the outputs' contents depend on: the model (a digest of its file or weights and
-    threshold), the smoothing and the runtime."""
+    threshold), the smoothing, the runtime and the scoring windows (None: the model's)."""
     digest = hashlib.sha256()
     if isinstance(model, Detector):
         for tensor in detector.model.state_dict().values():
@@ -188,7 +189,8 @@ def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Sm
         digest.update(repr(detector.threshold).encode())
     else:
         digest.update(Path(model).read_bytes())
-    return {"model": digest.hexdigest(), "smoothing": asdict(smoothing), "runtime": runtime}
+    return {"model": digest.hexdigest(), "smoothing": asdict(smoothing), "runtime": runtime,
+            "grid": asdict(grid or ScoringGrid.of(detector.config.training.sequence_frames))}
 
 
 def pending(tasks: Sequence[Task], out: Path, settings: dict, overwrite: bool,
@@ -242,6 +244,7 @@ class Worker:
     segment_format: SegmentFormat
     frame_scores: FrameFormat | None
     block_seconds: float
+    grid: ScoringGrid | None = None  # where the scoring windows lie; None: the model's
 
     def __call__(self, task: Task, on_audio: Callable[[float], object] | None = None
                  ) -> float | str:
@@ -254,7 +257,7 @@ class Worker:
         try:
             with frames as write:
                 result = detect_file(self.scorer, task.source, self.smoothing,
-                                     self.block_seconds, on_audio, write)
+                                     self.block_seconds, on_audio, write, self.grid)
         except AudioError as error:
             return str(error)
         write_segments(outputs[0], result.segments, self.segment_format, task.stem[-1])
@@ -305,13 +308,17 @@ def detect(
     progress: bool = True,
     device: str = "cpu",
     runtime: str = "auto",
+    window_frames: int | None = None,
+    hop_frames: int | None = None,
 ) -> Summary:
     """Detect music in every audio file of ``inputs`` and ``list_file`` into ``out_dir``.
 
     See the module's docstring for the output layout, resuming and failures. The model runs
     on ``device`` (auto | cpu | cuda, see `choose_device`) and is run by ``runtime`` (torch;
-    onnx: onnxruntime on the CPU; auto: onnx where it can, see `resolve_runtime`). Returns
-    the run's `Summary`, whose lines are also written to ``OUT/detect-summary.txt``.
+    onnx: onnxruntime on the CPU; auto: onnx where it can, see `resolve_runtime`), its
+    windows ``window_frames`` long (default: the model's training sequence) every
+    ``hop_frames`` (default: half a window; see `ScoringGrid`). Returns the run's `Summary`,
+    whose lines are also written to ``OUT/detect-summary.txt``.
     """
     require(segment_format in SEGMENT_FORMATS, "format", f"one of {SEGMENT_FORMATS}",
             segment_format)
@@ -324,8 +331,11 @@ def detect(
                "frame_scores": frame_scores, "block_seconds": block_seconds}
     worker = _make_worker(model, device, runtime, options)  # checks them before any output
     runtime = resolve_runtime(worker.detector, runtime)  # what the workers and records use
+    window = (worker.detector.config.training.sequence_frames if window_frames is None
+              else window_frames)
+    options["grid"] = worker.grid = ScoringGrid.of(window, hop_frames)
     tasks = plan(inputs, read_list(list_file) if list_file is not None else ())
-    settings = run_settings(model, worker.detector, smoothing, runtime)
+    settings = run_settings(model, worker.detector, smoothing, runtime, worker.grid)
     todo = pending(tasks, worker.out, settings, overwrite, segment_format, frame_scores)
     summary = Summary(skipped=len(tasks) - len(todo))
     hours = sum(_duration_or_zero(task.source) for task in todo) / 3600

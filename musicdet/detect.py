@@ -6,9 +6,10 @@ segments; the writers write them (``NAME.segments.EXT``) and, optionally, the fr
 (``NAME.frames.csv|npy``). `musicdet.batch.detect` runs it over many files.
 
 Streaming is exact: features are computed on audio blocks with half a window of context, and
-the scorer blends windows on the same global grid as `Detector.probabilities` on the whole
-file (starts at multiples of ``window // 2``, the last aligned to the end), so every frame
-sees the same windows and gets the same score up to float rounding. Memory holds one audio
+the scorer scores each window of the whole file's grid once and blends them as
+`Detector.probabilities` does (starts at multiples of ``window // 2``, the last aligned to
+the end; another `ScoringGrid` is a speed / accuracy choice), so every frame sees the same
+windows and gets the same score up to float rounding. Memory holds one audio
 block, one block of features and, per frame, the decisions' 1–2 bytes (`Decider`: 0.4–0.7
 MB an hour at the default 10 ms hop) and, unless they are handed on as they come
 (``on_probabilities``, e.g. `frame_score_writer`), the probabilities' 8. Every time
@@ -42,7 +43,7 @@ from .datasets import MUSIC, NO_MUSIC
 from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, write_text
 from .modelfile import Detector
-from .sequences import scoring_pool, scoring_threads, sigmoid
+from .sequences import ScoringGrid, scoring_pool, scoring_threads, sigmoid, window_weights
 
 SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
 FrameFormat = Literal["csv", "npy"]
@@ -339,23 +340,6 @@ def stream_features(
         audio_start = new_start
 
 
-def context_range(start: int, stop: int, window: int, n_frames: int | None) -> tuple[int, int]:
-    """Feature frames [first, last) whose windows give frames [start, stop) their exact scores.
-
-    Windows start at multiples of ``window // 2`` (and, when ``n_frames`` is known, at
-    ``n_frames - window``); the range begins at a window start, so scoring it alone puts its
-    windows on the same grid. ``n_frames`` None means the file goes on past
-    ``stop + window`` frames.
-    """
-    hop = window // 2
-    first = max(0, math.ceil((start - window + 1) / hop) * hop)
-    last_start = (stop - 1) // hop * hop
-    if n_frames is None:
-        return first, last_start + window
-    first = min(first, max(0, (n_frames - window) // hop * hop))
-    return first, n_frames if last_start + window >= n_frames else last_start + window
-
-
 class Scorer(Protocol):
     """What scores frames: a `Detector` (torch) or an `onnx.OnnxDetector` (onnxruntime)."""
 
@@ -364,8 +348,8 @@ class Scorer(Protocol):
     @property
     def threshold(self) -> float: ...
 
-    def logits(self, features: np.ndarray, batch_windows: int = ...,
-               pool: Executor | None = ...) -> np.ndarray: ...
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (B, L) of raw feature windows (B, L, D) (a `sequences.WindowScorer`)."""
 
 
 RUNTIMES = ("auto", "torch", "onnx")
@@ -374,10 +358,10 @@ BLOCK_SECONDS = 30.0
 (1 h and 4 h, `--runtime onnx`: 455 against 484 MB, 489 against 519 MB, measured before the
 flush-to-zero flags were confined to the scoring threads), ~10 % slower."""
 BATCH_WINDOWS = 40
-"""Window hops of new frames per streamed block with torch (60 s at the default 300-frame
-windows), scored as `scoring_threads` batches at once. Larger blocks were no faster on 2
-cores (bench/detect.py) and cost ~2 MB of GRU activations per window. A scorer may set its
-own with a ``stream_windows`` attribute (`onnx.OnnxDetector`: 16)."""
+"""Windows scored per round when streaming with torch (`stream_logits`), split into
+`scoring_threads` batches at once. More were no faster on 2 cores (bench/detect.py) and cost
+~2 MB of GRU activations per window. A scorer may set its own with a ``stream_windows``
+attribute (`onnx.OnnxDetector`: 16)."""
 
 
 def resolve_runtime(detector: Detector, runtime: str) -> str:
@@ -409,45 +393,94 @@ def scorer_for(detector: Detector, runtime: str = "torch") -> Scorer:
 
 
 def stream_logits(
-    detector: Scorer, feature_blocks: Iterable[np.ndarray], block_frames: int | None = None
+    detector: Scorer, feature_blocks: Iterable[np.ndarray], grid: ScoringGrid | None = None,
+    round_windows: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Frame logits of a file, in consecutive blocks, from its consecutive feature blocks.
 
-    Equal to ``detector.logits`` of the whole feature matrix up to float rounding; holds
-    about ``block_frames`` (default: the scorer's ``stream_windows`` or `BATCH_WINDOWS` window
-    hops) + 2 windows of features at a time and scores each block's windows in
-    `scoring_threads` batches at once, in a `scoring_pool`.
+    Equal to ``detector.logits`` of the whole feature matrix (on ``grid``, default the
+    model's: `ScoringGrid.of`) up to float rounding: the same windows, each scored once, as
+    soon as its features have arrived, in rounds of ``round_windows`` (default: the scorer's
+    ``stream_windows`` or `BATCH_WINDOWS` windows of the model's length, fewer if longer)
+    split into `scoring_threads` batches scored at
+    once in a `scoring_pool`; a frame's logit is yielded once no later window covers it.
+    Holds a round's windows of features and their logits.
     """
-    window = detector.config.training.sequence_frames
-    hop = window // 2
-    if block_frames is None:
-        block_frames = getattr(detector, "stream_windows", BATCH_WINDOWS) * hop
-    block_frames = max(1, round(block_frames / hop)) * hop  # block edges on the window grid
-    batch = math.ceil((block_frames // hop + 2) / scoring_threads())  # the block's windows
+    model_window = detector.config.training.sequence_frames
+    grid = grid or ScoringGrid.of(model_window)
+    window, hop = grid.window, grid.hop
+    weights = window_weights(window)
+    # as many frames in flight as the scorer's rounds of model-length windows hold
+    rounds = round_windows or max(1, round(getattr(detector, "stream_windows", BATCH_WINDOWS)
+                                           * model_window / window))
+    batch = math.ceil(rounds / scoring_threads())
+    buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
+    offset = 0  # frame index of buffer[0]; the windows still to score start at or after it
+    blend = _Blend()
+
+    def score(starts: list[int], length: int, pool: Executor) -> None:
+        def run(chunk: list[int]) -> np.ndarray:
+            return np.asarray(detector.score(np.stack([buffer[s - offset : s - offset + length]
+                                                       for s in chunk])), dtype=np.float64)
+        chunks = [starts[i : i + batch] for i in range(0, len(starts), batch)]
+        for chunk, logits in zip(chunks, pool.map(run, chunks), strict=True):
+            for start, row in zip(chunk, logits, strict=True):
+                blend.add(start, row, weights if length == window else window_weights(length))
 
     with scoring_pool() as pool:
-        buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
-        buffer_start = 0  # frame index of buffer[0]
-        done = 0  # frames whose logits were yielded
+        next_start = 0  # the next grid window's first frame
         for features in feature_blocks:
             buffer = np.concatenate((buffer, features))
-            while buffer_start + len(buffer) >= done + block_frames + window:
-                first, last = context_range(done, done + block_frames, window, None)
-                block = buffer[first - buffer_start : last - buffer_start]
-                yield detector.logits(block, batch, pool)[done - first : done - first
-                                                          + block_frames]
-                done += block_frames
-                keep = context_range(done, done + 1, window, None)[0]
-                buffer, buffer_start = buffer[keep - buffer_start :], keep
-        n_frames = buffer_start + len(buffer)
-        if done < n_frames:
-            first, last = context_range(done, n_frames, window, n_frames)
-            block = buffer[first - buffer_start : last - buffer_start]
-            yield detector.logits(block, batch, pool)[done - first :]
+            end = offset + len(buffer)
+            while next_start + (rounds - 1) * hop + window <= end:
+                starts = [next_start + i * hop for i in range(rounds)]
+                score(starts, window, pool)
+                next_start = starts[-1] + hop
+                yield blend.take(starts[-1] + 1)  # later windows start after the last one
+                keep = starts[-1] + 1  # the end-aligned window may start from here
+                buffer, offset = buffer[keep - offset :], keep
+        n_frames = offset + len(buffer)
+        if n_frames == 0:
+            return
+        starts = list(range(next_start, n_frames - window + 1, hop))
+        last = starts[-1] if starts else next_start - hop
+        if n_frames < window:  # one window, the file's length (no full one was scored)
+            score([0], n_frames, pool)
+        else:
+            if last + window < n_frames:
+                starts.append(n_frames - window)
+            score(starts, window, pool)
+        yield blend.take(n_frames)
+
+
+class _Blend:
+    """Weighted sums of overlapping window logits, from the first frame not yet taken on."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.total = np.zeros(0)
+        self.norm = np.zeros(0)
+
+    def add(self, start: int, logits: np.ndarray, weights: np.ndarray) -> None:
+        stop = start + len(logits) - self.start
+        if stop > len(self.total):
+            grow = stop - len(self.total)
+            self.total = np.concatenate((self.total, np.zeros(grow)))
+            self.norm = np.concatenate((self.norm, np.zeros(grow)))
+        self.total[start - self.start : stop] += weights * logits
+        self.norm[start - self.start : stop] += weights
+
+    def take(self, stop: int) -> np.ndarray:
+        """The blended logits of the frames before ``stop`` not taken yet (all windows that
+        cover them added)."""
+        count = stop - self.start
+        logits = self.total[:count] / self.norm[:count]
+        self.total, self.norm, self.start = self.total[count:], self.norm[count:], stop
+        return logits
 
 
 def stream_probabilities(
-    detector: Scorer, blocks: Iterable[np.ndarray]
+    detector: Scorer, blocks: Iterable[np.ndarray], grid: ScoringGrid | None = None
 ) -> Iterator[np.ndarray]:
     """Music probabilities of a file's consecutive 16 kHz audio blocks, in consecutive blocks.
 
@@ -456,7 +489,7 @@ def stream_probabilities(
     """
     features = _background(stream_features(blocks, detector.config.features))
     with _torch_threads(1):
-        for logits in stream_logits(detector, features):
+        for logits in stream_logits(detector, features, grid):
             yield sigmoid(logits)
 
 
@@ -490,9 +523,11 @@ def detect_file(
     block_seconds: float = BLOCK_SECONDS,
     on_audio: Callable[[float], object] | None = None,
     on_probabilities: Callable[[np.ndarray], object] | None = None,
+    grid: ScoringGrid | None = None,
 ) -> Detection:
-    """Stream ``path`` through ``detector`` (a `Detector` or `scorer_for` one) and smooth;
-    ``on_audio(seconds)`` per audio block of ``block_seconds``.
+    """Stream ``path`` through ``detector`` (a `Detector` or `scorer_for` one), its windows
+    on ``grid`` (default: the model's, `stream_logits`), and smooth; ``on_audio(seconds)``
+    per audio block of ``block_seconds``.
 
     With ``on_probabilities`` the frame probabilities go to it block by block and are not
     kept (`Detection.probabilities` is None): memory then holds 1–2 bytes a frame (`Decider`).
@@ -511,8 +546,8 @@ def detect_file(
 
     decider = Decider(smoothing, detector.threshold, config.hop_seconds)
     kept = []
-    for probabilities in stream_probabilities(detector, counted(stream_audio(path,
-                                                                             block_seconds))):
+    audio = counted(stream_audio(path, block_seconds))
+    for probabilities in stream_probabilities(detector, audio, grid):
         decider.push(probabilities)
         if on_probabilities is None:
             kept.append(probabilities)

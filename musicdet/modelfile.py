@@ -31,7 +31,7 @@ from .configtools import from_dict, require
 from .features import Normalizer
 from .fsutil import atomic_path
 from .model import BiGRUDetector
-from .sequences import frame_logits, sigmoid
+from .sequences import blend_windows, sigmoid, torch_scorer
 
 FORMAT = "musicdet-model"
 FORMAT_VERSION = 1
@@ -192,10 +192,13 @@ class Detector:
                pool: Executor | None = None) -> np.ndarray:
         """Frame logits (T,) for one file's raw features (T, 140), ``batch_windows`` windows
         through the model at a time, in ``pool``'s threads if given (`blend_windows`)."""
-        window = self.config.training.sequence_frames
+        return blend_windows(self.score, features, self.config.training.sequence_frames,
+                             batch_windows, pool)
+
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        """Logits (B, L) of raw feature windows (B, L, 140) (a `sequences.WindowScorer`)."""
         device = next(self.model.parameters()).device
-        return frame_logits(self.model, self.normalizer.apply(features), window, device,
-                            batch_windows, pool)
+        return torch_scorer(self.model, device)(self.normalizer.apply(batch))
 
 
 def _describe_data(data: DataConfig) -> str:

@@ -85,10 +85,10 @@ class OnnxDetector:
     """
 
     stream_windows = 16
-    """Window hops per streamed block (`detect.stream_logits`): onnxruntime's GRU holds ~3 MB
-    per window in flight; 16 against torch's 40 kept detect's peak RSS under 500 MB at about
-    the same speed (1 h, 2 cores, measured while the flush-to-zero flags leaked out of the
-    scoring threads: 811× at 16, 827× at 20, 769× at 40 and 665× at 12)."""
+    """Windows per streamed round (`detect.stream_logits`): onnxruntime's GRU holds ~3 MB per
+    window in flight; 16 against torch's 40 kept detect's peak RSS under 500 MB at about the
+    same speed (1 h, 2 cores: 811× at 16, 827× at 20, 769× at 40 and 665× at 12, measured
+    while the flush-to-zero flags leaked out of the scoring threads)."""
 
     def __init__(self, detector: Detector, threads: int = 1) -> None:
         ort = _require("onnxruntime", "--runtime onnx")

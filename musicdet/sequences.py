@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .configtools import require
+
 
 @dataclass
 class Example:
@@ -119,15 +121,36 @@ def sequences_per_epoch(examples: Sequence[Example], sequence_frames: int) -> in
     return max(1, sum(e.frames for e in examples) // sequence_frames)
 
 
-def window_starts(n_frames: int, window: int) -> list[int]:
-    """Window starts covering ``n_frames``: hop ``window // 2``, the last aligned to the end."""
+def window_starts(n_frames: int, window: int, hop: int | None = None) -> list[int]:
+    """Window starts covering ``n_frames``: every ``hop`` frames (default ``window // 2``, the
+    grid training validates), the last aligned to the end."""
     if n_frames <= window:
         return [0]
-    hop = window // 2
+    hop = window // 2 if hop is None else hop
     starts = list(range(0, n_frames - window + 1, hop))
     if starts[-1] + window < n_frames:
         starts.append(n_frames - window)
     return starts
+
+
+@dataclass(frozen=True)
+class ScoringGrid:
+    """Where scoring puts its windows: ``window`` frames each, one every ``hop`` frames, the
+    last aligned to the file's end (`window_starts`). A frame is scored by window / hop
+    windows (the BiGRU's work per frame); `of` gives the grid validation and evaluate use."""
+
+    window: int
+    hop: int
+
+    def __post_init__(self) -> None:
+        require(self.window >= 1, "window_frames", "window_frames >= 1", self.window)
+        require(1 <= self.hop <= self.window, "hop_frames", "1 <= hop_frames <= window_frames",
+                (self.hop, self.window))
+
+    @classmethod
+    def of(cls, window: int, hop: int | None = None) -> ScoringGrid:
+        """``window``-frame windows every ``hop`` frames (default ``window // 2``)."""
+        return cls(window, window // 2 if hop is None else hop)
 
 
 def window_weights(length: int) -> np.ndarray:
@@ -163,10 +186,11 @@ def torch_scorer(model: nn.Module, device: torch.device | str = "cpu") -> Window
 
 def blend_windows(
     score: WindowScorer, features: np.ndarray, window: int, batch_windows: int = 64,
-    pool: Executor | None = None,
+    pool: Executor | None = None, hop: int | None = None,
 ) -> np.ndarray:
-    """Logits (T,) float64 of one file's features (T, D): the `window_starts` windows scored
-    ``batch_windows`` at a time by ``score``, blended with `window_weights`.
+    """Logits (T,) float64 of one file's features (T, D): the `window_starts` windows (every
+    ``hop`` frames) scored ``batch_windows`` at a time by ``score``, blended with
+    `window_weights`.
 
     With a ``pool`` (`scoring_pool`) the batches are scored in its threads, several at once
     (torch and onnxruntime run without the GIL); the blend adds them in the same order, so
@@ -175,7 +199,7 @@ def blend_windows(
     n_frames = len(features)
     if n_frames == 0:
         return np.zeros(0)
-    starts = window_starts(n_frames, window)
+    starts = window_starts(n_frames, window, hop)
     length = min(window, n_frames)
     weights = window_weights(length)
     total = np.zeros(n_frames)

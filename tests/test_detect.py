@@ -25,7 +25,6 @@ from musicdet.detect import (
     Segment,
     Smoothing,
     binarize,
-    context_range,
     decide,
     detect_file,
     drop_short_music,
@@ -48,7 +47,13 @@ from musicdet.features import (
 )
 from musicdet.model import BiGRUDetector
 from musicdet.modelfile import Detector, load_model, save_model
-from musicdet.sequences import scoring_pool
+from musicdet.sequences import (
+    ScoringGrid,
+    blend_windows,
+    scoring_pool,
+    sigmoid,
+    window_starts,
+)
 from musicdet.shipped import DEFAULT_MODEL
 
 THRESHOLD = 0.5
@@ -122,15 +127,39 @@ def test_stream_features_equal_whole_signal(detector: Detector) -> None:
 
 
 @pytest.mark.parametrize("window", [20, 21, 60])
-@pytest.mark.parametrize("n_frames", [7, 20, 61, 250])
+@pytest.mark.parametrize("n_frames", [7, 20, 21, 61, 250])
 def test_stream_logits_equal_whole_matrix(window: int, n_frames: int) -> None:
     detector = tiny_detector(window)
     features = np.random.default_rng(n_frames).normal(-5, 4, (n_frames, 140)).astype(np.float32)
     whole = detector.logits(features)
-    for block_frames, chunk in ((1, 13), (45, 100), (200, 7)):
+    for round_windows, chunk in ((1, 13), (3, 100), (7, 7), (2, 1)):
         pieces = [features[i : i + chunk] for i in range(0, n_frames, chunk)]
-        streamed = np.concatenate(list(stream_logits(detector, pieces, block_frames)))
+        streamed = np.concatenate(list(stream_logits(detector, pieces,
+                                                     round_windows=round_windows)))
         np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("grid", [ScoringGrid(40, 30), ScoringGrid(20, 20), ScoringGrid(20, 7),
+                                  ScoringGrid(50, 1)])
+def test_stream_logits_on_another_grid_equal_the_whole_matrix_on_it(grid: ScoringGrid) -> None:
+    detector = tiny_detector(20)
+    features = np.random.default_rng(grid.hop).normal(-5, 4, (333, 140)).astype(np.float32)
+    whole = blend_windows(detector.score, features, grid.window, hop=grid.hop)
+    pieces = [features[i : i + 45] for i in range(0, len(features), 45)]
+    streamed = np.concatenate(list(stream_logits(detector, pieces, grid, round_windows=4)))
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
+
+
+def test_stream_logits_score_each_window_once() -> None:
+    detector = tiny_detector(60)
+    calls = []
+    scorer = type("Counting", (), {"config": detector.config, "threshold": 0.5,
+                                   "score": lambda self, b: calls.append(len(b)) or
+                                   detector.score(b)})()
+    features = np.zeros((1000, 140), dtype=np.float32)
+    list(stream_logits(scorer, [features[i : i + 70] for i in range(0, 1000, 70)],
+                       round_windows=3))
+    assert sum(calls) == len(window_starts(1000, 60))
 
 
 def test_default_stream_blocks_equal_whole_matrix() -> None:
@@ -165,16 +194,6 @@ def test_detect_scores_equal_the_reference_path_with_the_default_model(tmp_path:
     result = detect_file(detector, path)
     assert result.probabilities.shape == reference.shape
     np.testing.assert_allclose(result.probabilities, reference, rtol=0, atol=1e-4)
-
-
-def test_context_range_starts_on_the_window_grid() -> None:
-    assert context_range(0, 150, 300, None) == (0, 300)
-    assert context_range(300, 450, 300, None) == (150, 600)
-    # near the end the last window is aligned to the file end
-    assert context_range(900, 1010, 300, 1010) == (600, 1010)
-
-
-# --------------------------------------------------------------------------- smoothing
 
 
 def test_median_filter_removes_spikes_and_keeps_steps() -> None:
@@ -338,6 +357,28 @@ def test_cli_detect_writes_segments_and_frame_scores(tmp_path: Path, model_file:
     assert [s["label"] for s in segments] == ["music"]  # threshold 0: everything is music
     assert segments[0]["offset"] == pytest.approx(4.0)
     assert (out / "prog.segments.tsv").read_text().startswith("onset\toffset\tlabel\n")
+
+
+def test_cli_detect_on_another_scoring_grid(tmp_path: Path, model_file: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--window-frames / --hop-frames score the whole file's windows on that grid, the run
+    records it, and a run on another grid redoes the file."""
+    audio = write_wav(tmp_path / "prog.wav", 7.0)
+    out = tmp_path / "out"
+    args = ["detect", str(model_file), str(audio), "--out", str(out), "--quiet",
+            "--frame-scores", "npy", "--runtime", "torch", "--block-seconds", "2"]
+    assert main([*args, "--window-frames", "80", "--hop-frames", "60"]) == 0
+    detector = load_model(model_file)
+    features = extract_features(load_audio(audio), detector.config.features)
+    expected = sigmoid(blend_windows(detector.score, features, 80, hop=60))
+    written = np.load(out / "prog.frames.npy")
+    np.testing.assert_allclose(written, expected, rtol=0, atol=1e-6)
+    assert json.loads((out / "detect-run.json").read_text())["grid"] == {"window": 80, "hop": 60}
+    assert main(args) == 0  # the model's own grid: the file is scored again, differently
+    assert np.abs(np.load(out / "prog.frames.npy") - written).max() > 1e-4
+    assert main([*args, "--hop-frames", "0"]) != 0
+    assert ("hop_frames: `1 <= hop_frames <= window_frames` must hold, but got (0, 60)"
+            in capsys.readouterr().err)
 
 
 class LoudnessModel(torch.nn.Module):
