@@ -140,6 +140,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model, args.data, args.out, format=args.format, options=options,
         cache_dir=args.cache_dir, bootstrap=args.bootstrap, seed=args.seed,
         target_precision=args.target_precision, device=args.device, progress=not args.quiet,
+        window_frames=args.window_frames, hop_frames=args.hop_frames,
     )
     pooled = report["pooled"]
     recall, f1 = (f"{pooled[k]:.4f}" if pooled[k] is not None else "n/a" for k in ("recall", "f1"))
@@ -327,6 +328,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="NAME",
                    help="store the pooled figures in the model file under NAME (letters, "
                         "digits, . _ -; replaces a record of that name)")
+    _grid_args(p)
     _device_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
@@ -363,6 +365,12 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                         "process, torch's own thread count)")
     p.add_argument("--overwrite", action="store_true",
                    help="redo files whose outputs are already there")
+    _grid_args(p)
+    _device_arg(p)
+    _runtime_arg(p)
+
+
+def _grid_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-frames", type=int, metavar="FRAMES",
                    help="scoring window length (default: the model's training sequence, "
                         "300 frames); windows overlap and are blended")
@@ -370,9 +378,7 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="a window every FRAMES frames (default: half a window, the grid the "
                         "model was validated on). The BiGRU's work is window / hop per "
                         "frame: --window-frames 600 --hop-frames 450 is 1.5x less (README: "
-                        "speed and realdev AUC of other grids)")
-    _device_arg(p)
-    _runtime_arg(p)
+                        "its speed and AUC)")
 
 
 def _runtime_arg(p: argparse.ArgumentParser) -> None:

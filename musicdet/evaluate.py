@@ -1,6 +1,7 @@
 """Evaluate a model file on labelled audio: the paper's frame-level metrics, no collar.
 
-Scores are `Detector.probabilities` of each file's raw features (read through the
+Scores are `Detector.probabilities` of each file's raw features (or, with another
+`ScoringGrid`, the same on that grid) (read through the
 `FeatureCache` with the model's own `FeatureConfig`), exactly what ``musicdet detect
 --frame-scores`` writes. Metrics (`musicdet.metrics`): AUC, EER, and recall / F1 / precision at
 the threshold with the highest recall at precision >= ``target_precision`` (0.90), pooled over
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -36,6 +37,7 @@ from .fsutil import write_text
 from .metrics import bootstrap_ci, evaluate, threshold_metrics
 from .modelfile import Detector, load_model
 from .plots import plot_roc, plot_score_histograms
+from .sequences import ScoringGrid, blend_windows, sigmoid
 
 METRICS_FILE = "metrics.json"
 ROC_FILE = "roc.png"
@@ -63,14 +65,16 @@ def read_labelled(
 
 def score_files(
     detector: Detector, items: Sequence[LabelledAudio], cache: FeatureCache,
-    progress: bool = True,
+    progress: bool = True, grid: ScoringGrid | None = None,
 ) -> list[FileScores]:
-    """Frame labels and music probabilities of every labelled file."""
+    """Frame labels and music probabilities of every labelled file, its windows on ``grid``
+    (default: the model's, as `Detector.probabilities`)."""
+    grid = grid or ScoringGrid.of(detector.config.training.sequence_frames)
     scored = []
     for item in tqdm(items, desc="evaluate", unit="file", disable=not progress):
         example = load_example(item, cache, detector.config.features)
-        scored.append(FileScores(item.audio, example.labels, example.mask,
-                                 detector.probabilities(example.features)))
+        logits = blend_windows(detector.score, example.features, grid.window, hop=grid.hop)
+        scored.append(FileScores(item.audio, example.labels, example.mask, sigmoid(logits)))
     return scored
 
 
@@ -124,12 +128,15 @@ def evaluate_model(
     target_precision: float = 0.90,
     device: str = "cpu",
     progress: bool = True,
+    window_frames: int | None = None,
+    hop_frames: int | None = None,
 ) -> dict[str, Any]:
     """Score the labelled set ``data`` and write OUT/metrics.json, roc.png and scores.png.
 
     The model's training label map applies; ``options`` go to the dataset reader (e.g.
-    OpenBMAT ``folds``); the model runs on ``device`` (auto, cpu or cuda). Returns the report
-    written to metrics.json.
+    OpenBMAT ``folds``); the model runs on ``device`` (auto, cpu or cuda), its windows
+    ``window_frames`` long (default: the model's) every ``hop_frames`` (default: half a
+    window), as `batch.detect`'s. Returns the report written to metrics.json.
     """
     require(0.0 < target_precision <= 1.0, "target_precision", "0 < target_precision <= 1",
             target_precision)
@@ -137,7 +144,10 @@ def evaluate_model(
     detector.model.to(choose_device(device))
     items = read_labelled(format, data, detector.config.data.label_map or None,
                           **dict(options or {}))
-    files = score_files(detector, items, FeatureCache(cache_dir), progress)
+    window = (detector.config.training.sequence_frames if window_frames is None
+              else window_frames)
+    grid = ScoringGrid.of(window, hop_frames)
+    files = score_files(detector, items, FeatureCache(cache_dir), progress, grid)
     report = {
         "model": str(model) if not isinstance(model, Detector) else None,
         "weights_sha256": detector.weights_sha256(),
@@ -145,6 +155,7 @@ def evaluate_model(
         "format": format,
         "hours": sum(item.duration for item in items) / 3600,
         "file_list_sha256": file_list_digest([item.audio for item in items], Path(data)),
+        "grid": asdict(grid),
         **summarize_scores(files, detector.threshold, bootstrap, seed, target_precision,
                            median_frames(detector)),
     }
@@ -182,6 +193,7 @@ def evaluation_record(report: Mapping[str, Any]) -> dict[str, Any]:
         "files": len(report["files"]),
         "hours": report["hours"],
         "file_list_sha256": report["file_list_sha256"],
+        "grid": report["grid"],
         **{key: pooled[key] for key in ("auc", "eer")},
         "target_precision": report["target_precision"],
         **{key: pooled[key] for key in ("recall", "f1")},

@@ -22,6 +22,7 @@ from musicdet.evaluate import (
 )
 from musicdet.features import FeatureCache
 from musicdet.modelfile import load_model
+from musicdet.sequences import ScoringGrid
 
 RANKING = {"auc", "eer", "recall", "f1", "precision", "threshold"}
 
@@ -93,6 +94,23 @@ def test_evaluate_scores_are_what_detect_writes(tmp_path: Path, dataset: Path, m
     for item, file_scores in zip(items, scored, strict=True):
         streamed = detect_file(detector, item.audio, block_seconds=0.9).probabilities
         np.testing.assert_allclose(file_scores.scores, streamed, rtol=0, atol=1e-6)
+
+
+def test_evaluate_on_another_grid_scores_what_detect_writes_on_it(
+        tmp_path: Path, dataset: Path, model_file: Path):
+    report = evaluate_model(model_file, dataset, tmp_path / "out", cache_dir=tmp_path / "cache",
+                            progress=False, window_frames=100, hop_frames=70)
+    assert report["grid"] == {"window": 100, "hop": 70}
+    detector = load_model(model_file)
+    items = read_labelled("generic", dataset)
+    scored = score_files(detector, items, FeatureCache(tmp_path / "cache"), progress=False,
+                         grid=ScoringGrid(100, 70))
+    for item, file_scores in zip(items, scored, strict=True):
+        streamed = detect_file(detector, item.audio, block_seconds=0.9,
+                               grid=ScoringGrid(100, 70)).probabilities
+        np.testing.assert_allclose(file_scores.scores, streamed, rtol=0, atol=1e-6)
+        default = detect_file(detector, item.audio).probabilities
+        assert np.abs(default - streamed).max() > 1e-4  # the grid does change the scores
 
 
 def test_pooled_metrics_match_a_hand_made_case() -> None:
