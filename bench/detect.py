@@ -7,12 +7,16 @@ shipped model (musicdet/models/default.pt). Each measurement runs in a fresh sub
 its peak RSS is its own:
 
 * reference: the path before issue 14, measured here as the baseline: openSMILE chroma
-  (and its import) in the feature worker thread, the BiGRU on one thread in the main thread,
-  one batch per 60 s block (the old CLI ran the BiGRU on torch's threads, one per core,
-  beside the worker: slower still on a busy machine, where they spin);
-* detect: streamed detect (decode + features in a worker thread, BiGRU in the main thread),
-  torch, and detect-onnx: the same with onnxruntime running the model (what `--runtime auto`
-  picks where the onnx extra is installed);
+  (and its import) in the feature worker thread, the BiGRU on one thread at a time, one
+  batch per 60 s block, denormals not flushed (today's streaming otherwise: each window
+  scored once; the old CLI ran the BiGRU on torch's threads, one per core, beside the
+  worker: slower still on a busy machine, where they spin), frame scores kept;
+* detect: streamed detect (decode + features in a worker thread, the BiGRU in one scoring
+  thread per core, frame scores handed on as `musicdet detect` writes them), torch, and
+  detect-onnx: the same with onnxruntime running the model (what `--runtime auto`
+  picks where the onnx extra is installed); detect-600/450: detect-onnx with
+  ``--window-frames 600 --hop-frames 450`` (1.33 windows a frame against 2; other scores:
+  the README gives their realdev AUC);
 * features: decode + log-Mel + chroma alone; gru / gru-onnx: the BiGRU alone on
   precomputed features, `scoring_threads` batches at once as in detect (their peak RSS
   holds the whole file's features: 0.2 GB an hour).
@@ -64,24 +68,27 @@ def measure(mode: str, audio: Path) -> dict[str, float]:
 def _child(mode: str, audio_path: str) -> None:
     import torch
 
-    from musicdet import detect, features
+    from musicdet import detect, features, sequences
     from musicdet.audio import audio_duration, stream_audio
     from musicdet.detect import detect_file, scorer_for, stream_features, stream_logits
     from musicdet.modelfile import load_model
+    from musicdet.sequences import ScoringGrid
     from musicdet.shipped import DEFAULT_MODEL
 
-    if mode == "reference":  # both looked up by name at run time
+    if mode == "reference":  # all looked up by name at run time
         features.chroma_features = features.opensmile_chroma
         detect.scoring_threads = lambda: 1
+        sequences.flush_denormals = lambda: None
     torch.set_num_threads(1)
     detector = load_model(DEFAULT_MODEL)
-    scorer = scorer_for(detector, "onnx" if mode.endswith("onnx") else "torch")
+    scorer = scorer_for(detector, "torch" if mode in ("reference", "detect", "gru") else "onnx")
     config = detector.config.features
     start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "reference":
         detect_file(scorer, audio_path, block_seconds=60.0)
-    elif mode in ("detect", "detect-onnx"):
-        detect_file(scorer, audio_path)
+    elif mode.startswith("detect"):  # frame scores handed on, as `musicdet detect` does
+        grid = ScoringGrid(600, 450) if mode == "detect-600/450" else None
+        detect_file(scorer, audio_path, on_probabilities=lambda _: None, grid=grid)
     elif mode == "features":
         for _ in stream_features(stream_audio(audio_path), config):
             pass
@@ -111,7 +118,8 @@ def main() -> None:
         for hours in lengths:
             audio = Path(tmp) / f"{hours:g}h.wav"
             write_programme(audio, hours)
-            modes = ["reference", "detect", "detect-onnx", "features", "gru", "gru-onnx"]
+            modes = ["reference", "detect", "detect-onnx", "detect-600/450", "features", "gru",
+                     "gru-onnx"]
             report(hours, {mode: measure(mode, audio) for mode in modes})
             audio.unlink()
     print(f"\nload average after: {_load()}")
@@ -123,11 +131,11 @@ def report(hours: float, results: dict[str, dict[str, float]]) -> None:
     audio_seconds = results["reference"]["audio_seconds"]
     reference = results["reference"]
     print(f"\n{hours:g} h input ({audio_seconds:.0f} s of audio):")
-    print(f"  {'path':12s} {'wall s':>7s} {'×realtime':>10s} {'vs ref':>7s} {'CPU s':>7s} "
+    print(f"  {'path':14s} {'wall s':>7s} {'×realtime':>10s} {'vs ref':>7s} {'CPU s':>7s} "
           f"{'×/CPU-s':>8s} {'vs ref':>7s} {'peak RSS':>9s}")
     for mode, result in results.items():
         wall, cpu = result["seconds"], result["cpu_seconds"]
-        print(f"  {mode:12s} {wall:7.1f} {audio_seconds / wall:9.0f}× "
+        print(f"  {mode:14s} {wall:7.1f} {audio_seconds / wall:9.0f}× "
               f"{reference['seconds'] / wall:6.2f}× {cpu:7.1f} {audio_seconds / cpu:7.0f}× "
               f"{reference['cpu_seconds'] / cpu:6.2f}× {result['peak_rss_mb']:6.0f} MB")
 
