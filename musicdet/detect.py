@@ -402,9 +402,9 @@ def stream_logits(
     model's: `ScoringGrid.of`) up to float rounding: the same windows, each scored once, as
     soon as its features have arrived, in rounds of ``round_windows`` (default: the scorer's
     ``stream_windows`` or `BATCH_WINDOWS` windows of the model's length, fewer if longer)
-    split into `scoring_threads` batches scored at
-    once in a `scoring_pool`; a frame's logit is yielded once no later window covers it.
-    Holds a round's windows of features and their logits.
+    split into `scoring_threads` batches scored at once in a `scoring_pool`; a frame's logit
+    is yielded once no later window covers it. Holds a round's windows of features and their
+    logits.
     """
     model_window = detector.config.training.sequence_frames
     grid = grid or ScoringGrid.of(model_window)
