@@ -43,7 +43,7 @@ from .datasets import MUSIC, NO_MUSIC
 from .features import FeatureConfig, MelScaler, frame_features
 from .fsutil import atomic_open, write_text
 from .modelfile import Detector
-from .sequences import ScoringGrid, scoring_pool, scoring_threads, sigmoid, window_weights
+from .sequences import ScoringGrid, WindowBlend, scoring_pool, scoring_threads, sigmoid
 
 SegmentFormat = Literal["tsv", "csv", "audacity", "rttm", "json"]
 FrameFormat = Literal["csv", "npy"]
@@ -409,23 +409,16 @@ def stream_logits(
     model_window = detector.config.training.sequence_frames
     grid = grid or ScoringGrid.of(model_window)
     window, hop = grid.window, grid.hop
-    weights = window_weights(window)
     # as many frames in flight as the scorer's rounds of model-length windows hold
     rounds = round_windows or max(1, round(getattr(detector, "stream_windows", BATCH_WINDOWS)
                                            * model_window / window))
     batch = math.ceil(rounds / scoring_threads())
     buffer = np.zeros((0, detector.config.features.dims), dtype=np.float32)
     offset = 0  # frame index of buffer[0]; the windows still to score start at or after it
-    blend = _Blend()
+    blend = WindowBlend()
 
     def score(starts: list[int], length: int, pool: Executor) -> None:
-        def run(chunk: list[int]) -> np.ndarray:
-            return np.asarray(detector.score(np.stack([buffer[s - offset : s - offset + length]
-                                                       for s in chunk])), dtype=np.float64)
-        chunks = [starts[i : i + batch] for i in range(0, len(starts), batch)]
-        for chunk, logits in zip(chunks, pool.map(run, chunks), strict=True):
-            for start, row in zip(chunk, logits, strict=True):
-                blend.add(start, row, weights if length == window else window_weights(length))
+        blend.score(detector.score, buffer, starts, length, batch, pool, offset)
 
     with scoring_pool() as pool:
         next_start = 0  # the next grid window's first frame
@@ -451,32 +444,6 @@ def stream_logits(
                 starts.append(n_frames - window)
             score(starts, window, pool)
         yield blend.take(n_frames)
-
-
-class _Blend:
-    """Weighted sums of overlapping window logits, from the first frame not yet taken on."""
-
-    def __init__(self) -> None:
-        self.start = 0
-        self.total = np.zeros(0)
-        self.norm = np.zeros(0)
-
-    def add(self, start: int, logits: np.ndarray, weights: np.ndarray) -> None:
-        stop = start + len(logits) - self.start
-        if stop > len(self.total):
-            grow = stop - len(self.total)
-            self.total = np.concatenate((self.total, np.zeros(grow)))
-            self.norm = np.concatenate((self.norm, np.zeros(grow)))
-        self.total[start - self.start : stop] += weights * logits
-        self.norm[start - self.start : stop] += weights
-
-    def take(self, stop: int) -> np.ndarray:
-        """The blended logits of the frames before ``stop`` not taken yet (all windows that
-        cover them added)."""
-        count = stop - self.start
-        logits = self.total[:count] / self.norm[:count]
-        self.total, self.norm, self.start = self.total[count:], self.norm[count:], stop
-        return logits
 
 
 def stream_probabilities(

@@ -190,7 +190,7 @@ def blend_windows(
 ) -> np.ndarray:
     """Logits (T,) float64 of one file's features (T, D): the `window_starts` windows (every
     ``hop`` frames) scored ``batch_windows`` at a time by ``score``, blended with
-    `window_weights`.
+    `window_weights` (`WindowBlend`).
 
     With a ``pool`` (`scoring_pool`) the batches are scored in its threads, several at once
     (torch and onnxruntime run without the GIL); the blend adds them in the same order, so
@@ -199,25 +199,54 @@ def blend_windows(
     n_frames = len(features)
     if n_frames == 0:
         return np.zeros(0)
-    starts = window_starts(n_frames, window, hop)
-    length = min(window, n_frames)
-    weights = window_weights(length)
-    total = np.zeros(n_frames)
-    norm = np.zeros(n_frames)
-    features = np.asarray(features, dtype=np.float32)
-    chunks = [starts[first : first + batch_windows]
-              for first in range(0, len(starts), batch_windows)]
+    blend = WindowBlend()
+    blend.score(score, np.asarray(features, dtype=np.float32),
+                window_starts(n_frames, window, hop), min(window, n_frames), batch_windows, pool)
+    return blend.take(n_frames)
 
-    def run(chunk: list[int]) -> np.ndarray:
-        batch = np.stack([features[s : s + length] for s in chunk])
-        return np.asarray(score(batch), dtype=np.float64)
 
-    results = list(map(run, chunks) if pool is None else pool.map(run, chunks))
-    for chunk, logits in zip(chunks, results, strict=True):
-        for start, row in zip(chunk, logits, strict=True):
-            total[start : start + length] += weights * row
-            norm[start : start + length] += weights
-    return total / norm
+class WindowBlend:
+    """Window logits blended with `window_weights`, frame by frame, kept from the first frame
+    not taken yet: a whole file at once (`blend_windows`) or a stream that takes each frame
+    once no later window covers it (`detect.stream_logits`)."""
+
+    def __init__(self) -> None:
+        self.start = 0  # the first frame not taken
+        self.total = np.zeros(0)  # weighted logit sums from frame ``start`` on
+        self.norm = np.zeros(0)  # their weights
+
+    def score(self, score: WindowScorer, features: np.ndarray, starts: Sequence[int],
+              length: int, batch_windows: int, pool: Executor | None = None,
+              offset: int = 0) -> None:
+        """Score the ``length``-frame windows at frames ``starts`` (``features[0]`` is frame
+        ``offset``) ``batch_windows`` at a time, in ``pool``'s threads if given, and add
+        them in the order of ``starts``."""
+        def run(chunk: Sequence[int]) -> np.ndarray:
+            batch = np.stack([features[s - offset : s - offset + length] for s in chunk])
+            return np.asarray(score(batch), dtype=np.float64)
+
+        if not starts:
+            return
+        grow = max(starts) + length - self.start - len(self.total)
+        if grow > 0:
+            self.total = np.concatenate((self.total, np.zeros(grow)))
+            self.norm = np.concatenate((self.norm, np.zeros(grow)))
+        weights = window_weights(length)
+        chunks = [starts[first : first + batch_windows]
+                  for first in range(0, len(starts), batch_windows)]
+        for chunk, logits in zip(chunks, map(run, chunks) if pool is None else
+                                 pool.map(run, chunks), strict=True):
+            for start, row in zip(chunk, logits, strict=True):
+                self.total[start - self.start : start - self.start + length] += weights * row
+                self.norm[start - self.start : start - self.start + length] += weights
+
+    def take(self, stop: int) -> np.ndarray:
+        """The blended logits of the frames from ``start`` to ``stop`` (every window that
+        covers them added); they are then dropped."""
+        count = stop - self.start
+        logits = self.total[:count] / self.norm[:count]
+        self.total, self.norm, self.start = self.total[count:], self.norm[count:], stop
+        return logits
 
 
 def scoring_threads() -> int:
