@@ -179,9 +179,9 @@ def _absolute(path: Path) -> Path:
 
 
 def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Smoothing,
-                 runtime: str = "torch", grid: ScoringGrid | None = None) -> dict:
+                 runtime: str, grid: ScoringGrid) -> dict:
     """What the outputs' contents depend on: the model (a digest of its file or weights and
-    threshold), the smoothing, the runtime and the scoring windows (None: the model's)."""
+    threshold), the smoothing, the runtime and the scoring windows."""
     digest = hashlib.sha256()
     if isinstance(model, Detector):
         for tensor in detector.model.state_dict().values():
@@ -190,7 +190,7 @@ def run_settings(model: str | Path | Detector, detector: Detector, smoothing: Sm
     else:
         digest.update(Path(model).read_bytes())
     return {"model": digest.hexdigest(), "smoothing": asdict(smoothing), "runtime": runtime,
-            "grid": asdict(grid or ScoringGrid.of(detector.config.training.sequence_frames))}
+            "grid": asdict(grid)}
 
 
 def pending(tasks: Sequence[Task], out: Path, settings: dict, overwrite: bool,
@@ -331,9 +331,7 @@ def detect(
                "frame_scores": frame_scores, "block_seconds": block_seconds}
     worker = _make_worker(model, device, runtime, options)  # checks them before any output
     runtime = resolve_runtime(worker.detector, runtime)  # what the workers and records use
-    window = (worker.detector.config.training.sequence_frames if window_frames is None
-              else window_frames)
-    options["grid"] = worker.grid = ScoringGrid.of(window, hop_frames)
+    options["grid"] = worker.grid = worker.detector.grid(window_frames, hop_frames)
     tasks = plan(inputs, read_list(list_file) if list_file is not None else ())
     settings = run_settings(model, worker.detector, smoothing, runtime, worker.grid)
     todo = pending(tasks, worker.out, settings, overwrite, segment_format, frame_scores)

@@ -1,11 +1,11 @@
 """Evaluate a model file on labelled audio: the paper's frame-level metrics, no collar.
 
-Scores are `Detector.probabilities` of each file's raw features (or, with another
-`ScoringGrid`, the same on that grid) (read through the
-`FeatureCache` with the model's own `FeatureConfig`), exactly what ``musicdet detect
---frame-scores`` writes. Metrics (`musicdet.metrics`): AUC, EER, and recall / F1 / precision at
-the threshold with the highest recall at precision >= ``target_precision`` (0.90), pooled over
-all files and per file; also accuracy / precision / recall / F1 at the model's own
+Scores are `Detector.probabilities` of each file's raw features (read through the
+`FeatureCache` with the model's own `FeatureConfig`; windows on another `ScoringGrid` if
+asked), exactly what ``musicdet detect --frame-scores`` writes on the same grid. Metrics
+(`musicdet.metrics`): AUC, EER, and recall / F1 / precision at the threshold with the
+highest recall at precision >= ``target_precision`` (0.90), pooled over all files and per
+file; also accuracy / precision / recall / F1 at the model's own
 validation threshold.
 Bootstrap confidence intervals resample whole files. `evaluation_record` is the summary
 ``musicdet evaluate --record NAME`` stores in the model file (figures, the data folder's name
@@ -69,7 +69,7 @@ def score_files(
 ) -> list[FileScores]:
     """Frame labels and music probabilities of every labelled file, its windows on ``grid``
     (default: the model's, as `Detector.probabilities`)."""
-    grid = grid or ScoringGrid.of(detector.config.training.sequence_frames)
+    grid = grid or detector.grid()
     scored = []
     for item in tqdm(items, desc="evaluate", unit="file", disable=not progress):
         example = load_example(item, cache, detector.config.features)
@@ -144,9 +144,7 @@ def evaluate_model(
     detector.model.to(choose_device(device))
     items = read_labelled(format, data, detector.config.data.label_map or None,
                           **dict(options or {}))
-    window = (detector.config.training.sequence_frames if window_frames is None
-              else window_frames)
-    grid = ScoringGrid.of(window, hop_frames)
+    grid = detector.grid(window_frames, hop_frames)
     files = score_files(detector, items, FeatureCache(cache_dir), progress, grid)
     report = {
         "model": str(model) if not isinstance(model, Detector) else None,

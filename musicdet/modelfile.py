@@ -31,7 +31,7 @@ from .configtools import from_dict, require
 from .features import Normalizer
 from .fsutil import atomic_path
 from .model import BiGRUDetector
-from .sequences import blend_windows, sigmoid, torch_scorer
+from .sequences import ScoringGrid, blend_windows, sigmoid, torch_scorer
 
 FORMAT = "musicdet-model"
 FORMAT_VERSION = 1
@@ -194,6 +194,13 @@ class Detector:
         through the model at a time, in ``pool``'s threads if given (`blend_windows`)."""
         return blend_windows(self.score, features, self.config.training.sequence_frames,
                              batch_windows, pool)
+
+    def grid(self, window_frames: int | None = None, hop_frames: int | None = None
+             ) -> ScoringGrid:
+        """The scoring grid of `logits` (windows of the training sequence every half window),
+        or windows of ``window_frames`` every ``hop_frames`` (`ScoringGrid.of`)."""
+        window = self.config.training.sequence_frames if window_frames is None else window_frames
+        return ScoringGrid.of(window, hop_frames)
 
     def score(self, batch: np.ndarray) -> np.ndarray:
         """Logits (B, L) of raw feature windows (B, L, 140) (a `sequences.WindowScorer`)."""
