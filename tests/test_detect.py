@@ -150,16 +150,24 @@ def test_stream_logits_on_another_grid_equal_the_whole_matrix_on_it(grid: Scorin
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-6)
 
 
+class CountingScorer:
+    """A detector's scorer that counts the windows it scores."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector, self.config, self.threshold = detector, detector.config, 0.5
+        self.windows = 0
+
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        self.windows += len(batch)
+        return self.detector.score(batch)
+
+
 def test_stream_logits_score_each_window_once() -> None:
-    detector = tiny_detector(60)
-    calls = []
-    scorer = type("Counting", (), {"config": detector.config, "threshold": 0.5,
-                                   "score": lambda self, b: calls.append(len(b)) or
-                                   detector.score(b)})()
+    scorer = CountingScorer(tiny_detector(60))
     features = np.zeros((1000, 140), dtype=np.float32)
     list(stream_logits(scorer, [features[i : i + 70] for i in range(0, 1000, 70)],
                        round_windows=3))
-    assert sum(calls) == len(window_starts(1000, 60))
+    assert scorer.windows == len(window_starts(1000, 60))
 
 
 def test_default_stream_blocks_equal_whole_matrix() -> None:
